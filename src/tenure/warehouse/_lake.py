@@ -1,0 +1,153 @@
+"""The Parquet lake: events partitioned by event date, entity snapshots by snapshot date.
+
+Layout under the lake root::
+
+    events/event_date=YYYY-MM-DD/<run>-<batch>-<n>.parquet
+    snapshots/<entity>/snapshot_date=YYYY-MM-DD/<run>-<n>.parquet
+    _staging/                      files being written; never read
+
+A file becomes part of the lake when it is moved out of ``_staging`` and
+registered in the warehouse's ``lake_files`` table in the same transaction as
+its message ids (see :mod:`tenure.warehouse._warehouse`). A file in the lake
+but not registered is the leftover of a crash and is removed before the next
+write, so a re-run loads its events exactly once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from tenure.warehouse._schema import EVENT_SCHEMA
+
+__all__ = ["Lake", "StagedFile"]
+
+_PARQUET_OPTIONS = {"compression": "zstd", "row_group_size": 256 * 1024}
+
+
+@dataclass(frozen=True, slots=True)
+class StagedFile:
+    """A file written to staging, where it will go, and the message ids it holds."""
+
+    staged: Path
+    final: Path
+    message_ids: pa.ChunkedArray | None
+
+
+class Lake:
+    """Reads and writes the lake's files. Knows paths, not engines."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    @property
+    def events_dir(self) -> Path:
+        return self.root / "events"
+
+    @property
+    def snapshots_dir(self) -> Path:
+        return self.root / "snapshots"
+
+    @property
+    def staging_dir(self) -> Path:
+        return self.root / "_staging"
+
+    def events_glob(self) -> str:
+        return str(self.events_dir / "event_date=*" / "*.parquet")
+
+    def snapshot_glob(self, entity: str) -> str:
+        return str(self.snapshots_dir / entity / "snapshot_date=*" / "*.parquet")
+
+    def has_events(self) -> bool:
+        return any(self.events_dir.glob("event_date=*/*.parquet"))
+
+    def snapshot_entities(self) -> list[str]:
+        if not self.snapshots_dir.is_dir():
+            return []
+        return sorted(p.name for p in self.snapshots_dir.iterdir() if any(p.rglob("*.parquet")))
+
+    def event_files(self) -> Iterator[Path]:
+        yield from sorted(self.events_dir.glob("event_date=*/*.parquet"))
+
+    def relative(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+    def stage_events(self, table: pa.Table, prefix: str) -> list[StagedFile]:
+        """Write *table* (EVENT_SCHEMA) to staging, one file per event date.
+
+        Nothing is visible in the lake until the files are published.
+        """
+        if table.num_rows == 0:
+            return []
+        table = table.select(EVENT_SCHEMA.names).cast(EVENT_SCHEMA)
+        dates = pc.cast(table["timestamp"], pa.date32())
+        table = table.append_column("_d", dates).sort_by([("_d", "ascending")])
+        staging = self.staging_dir / f"{prefix}-{uuid.uuid4().hex[:8]}"
+        staging.mkdir(parents=True, exist_ok=True)
+        staged_files: list[StagedFile] = []
+        day_col = table["_d"].combine_chunks()
+        unique = pc.unique(day_col)
+        ends = _run_ends(day_col, len(unique))
+        start = 0
+        for index, end in enumerate(ends):
+            day: dt.date = unique[index].as_py()
+            part = table.slice(start, end - start).drop_columns(["_d"])
+            start = end
+            name = f"{prefix}-{index:05d}.parquet"
+            staged = staging / name
+            pq.write_table(part, staged, **_PARQUET_OPTIONS)  # type: ignore[arg-type]
+            final = self.events_dir / f"event_date={day.isoformat()}" / name
+            staged_files.append(StagedFile(staged, final, part.column("message_id")))
+        return staged_files
+
+    def stage_snapshot(
+        self, entity: str, table: pa.Table, snapshot_date: dt.date, prefix: str
+    ) -> list[StagedFile]:
+        if table.num_rows == 0:
+            return []
+        staging = self.staging_dir / f"{prefix}-{uuid.uuid4().hex[:8]}"
+        staging.mkdir(parents=True, exist_ok=True)
+        name = f"{prefix}.parquet"
+        staged = staging / name
+        pq.write_table(table, staged, **_PARQUET_OPTIONS)  # type: ignore[arg-type]
+        final = self.snapshots_dir / entity / f"snapshot_date={snapshot_date.isoformat()}" / name
+        return [StagedFile(staged, final, None)]
+
+    @staticmethod
+    def publish(files: list[StagedFile]) -> None:
+        """Move staged files into place (an atomic rename each) and sync their directories."""
+        for file in files:
+            file.final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(file.staged, file.final)
+            _fsync_dir(file.final.parent)
+        for parent in {file.staged.parent for file in files}:
+            shutil.rmtree(parent, ignore_errors=True)
+
+    def clear_staging(self) -> None:
+        shutil.rmtree(self.staging_dir, ignore_errors=True)
+
+
+def _run_ends(sorted_values: pa.Array, count: int) -> list[int]:
+    """End offsets of each run of equal values in a sorted array."""
+    if count == 1:
+        return [len(sorted_values)]
+    changes = pc.not_equal(sorted_values.slice(1), sorted_values.slice(0, len(sorted_values) - 1))
+    idx = pc.indices_nonzero(changes).to_pylist()
+    return [i + 1 for i in idx] + [len(sorted_values)]
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

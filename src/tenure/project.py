@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from tenure.config import CONFIG_FILENAME, ProjectConfig, default_config_text, load_config
 from tenure.errors import TenureError
 from tenure.store import create_store_engine, resolve_store_url, upgrade
-from tenure.warehouse import Lake, Warehouse, connect_backend
+from tenure.warehouse import Lake, LakeIndex, Warehouse, connect_backend
 
 __all__ = ["Clock", "Project", "init_project", "utc_now"]
 
@@ -67,13 +67,22 @@ class Project:
         return create_store_engine(self.store_url)
 
     @cached_property
+    def index(self) -> LakeIndex:
+        """The lake's index and loading connection (a DuckDB file beside the lake)."""
+        settings = self.config.warehouse
+        return LakeIndex(self.lake, threads=settings.threads, memory_limit=settings.memory_limit)
+
+    @cached_property
     def warehouse(self) -> Warehouse:
-        return Warehouse(connect_backend(self.config.warehouse, self.root), self.lake)
+        return Warehouse(connect_backend(self.config.warehouse, self.root), self.lake, self.index)
 
     def close(self) -> None:
         if "warehouse" in self.__dict__:
             self.warehouse.close()
             del self.__dict__["warehouse"]
+        if "index" in self.__dict__:
+            self.index.close()
+            del self.__dict__["index"]
         if "store" in self.__dict__:
             self.store.dispose()
             del self.__dict__["store"]

@@ -7,9 +7,10 @@ import enum
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, Row, func, insert, select, update
 
 from tenure.errors import NotFoundError
 from tenure.store._tables import ingest_runs, quarantine
@@ -114,23 +115,23 @@ def finish_run(
     )
 
 
-def _run(row: object) -> IngestRun:
+def _run(row: Row[Any]) -> IngestRun:
     return IngestRun(
         id=row.id,
         started_at=row.started_at,
-        finished_at=row.finished_at,  # type: ignore[attr-defined]
+        finished_at=row.finished_at,
         status=row.status,
         inputs=orjson.loads(row.inputs),
-        loaded=row.loaded,  # type: ignore[attr-defined]
+        loaded=row.loaded,
         duplicates=row.duplicates,
         quarantined=row.quarantined,
-        error=row.error,  # type: ignore[attr-defined]
+        error=row.error,
     )
 
 
 def latest_run(connection: Connection) -> IngestRun | None:
     row = connection.execute(
-        select(ingest_runs).order_by(ingest_runs.c.started_at.desc()).limit(1)
+        select(ingest_runs).order_by(ingest_runs.c.seq.desc()).limit(1)
     ).first()
     return None if row is None else _run(row)
 
@@ -182,18 +183,18 @@ def add_quarantined(
     return len(fresh)
 
 
-def _record(row: object) -> QuarantineRecord:
+def _record(row: Row[Any]) -> QuarantineRecord:
     return QuarantineRecord(
         id=row.id,
         run_id=row.run_id,
         source=row.source,
-        source_file=row.source_file,  # type: ignore[attr-defined]
+        source_file=row.source_file,
         record_number=row.record_number,
         raw=row.raw,
-        reason_code=row.reason_code,  # type: ignore[attr-defined]
+        reason_code=row.reason_code,
         reason=row.reason,
         created_at=row.created_at,
-        status=QuarantineStatus(row.status),  # type: ignore[attr-defined]
+        status=QuarantineStatus(row.status),
     )
 
 

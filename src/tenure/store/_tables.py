@@ -60,7 +60,11 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
 ingest_runs = Table(
     "ingest_runs",
     metadata,
-    Column("id", String(32), primary_key=True),
+    # seq orders runs even when a fixed clock gives two the same start time
+    Column(
+        "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("id", String(32), nullable=False, unique=True),
     Column("started_at", UTCDateTime(), nullable=False),
     Column("finished_at", UTCDateTime()),
     Column("status", String(16), nullable=False),  # running | succeeded | failed

@@ -15,6 +15,7 @@ write, so a re-run loads its events exactly once.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import shutil
@@ -104,7 +105,7 @@ class Lake:
             start = end
             name = f"{prefix}-{index:05d}.parquet"
             staged = staging / name
-            pq.write_table(part, staged, **_PARQUET_OPTIONS)  # type: ignore[arg-type]
+            pq.write_table(part, staged, **_PARQUET_OPTIONS)
             final = self.events_dir / f"event_date={day.isoformat()}" / name
             staged_files.append(StagedFile(staged, final, part.column("message_id")))
         return staged_files
@@ -118,7 +119,7 @@ class Lake:
         staging.mkdir(parents=True, exist_ok=True)
         name = f"{prefix}.parquet"
         staged = staging / name
-        pq.write_table(table, staged, **_PARQUET_OPTIONS)  # type: ignore[arg-type]
+        pq.write_table(table, staged, **_PARQUET_OPTIONS)
         final = self.snapshots_dir / entity / f"snapshot_date={snapshot_date.isoformat()}" / name
         return [StagedFile(staged, final, None)]
 
@@ -131,6 +132,8 @@ class Lake:
             _fsync_dir(file.final.parent)
         for parent in {file.staged.parent for file in files}:
             shutil.rmtree(parent, ignore_errors=True)
+            with contextlib.suppress(OSError):  # only when no other batch is staging
+                parent.parent.rmdir()
 
     def clear_staging(self) -> None:
         shutil.rmtree(self.staging_dir, ignore_errors=True)

@@ -23,6 +23,7 @@ _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 def upgrade() -> None:
     op.create_table(
         "ingest_runs",
+        sa.Column("seq", _ID, autoincrement=True, nullable=False),
         sa.Column("id", sa.String(32), nullable=False),
         sa.Column("started_at", UTCDateTime(), nullable=False),
         sa.Column("finished_at", UTCDateTime(), nullable=True),
@@ -32,7 +33,8 @@ def upgrade() -> None:
         sa.Column("duplicates", sa.BigInteger(), nullable=False),
         sa.Column("quarantined", sa.BigInteger(), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
-        sa.PrimaryKeyConstraint("id", name="pk_ingest_runs"),
+        sa.PrimaryKeyConstraint("seq", name="pk_ingest_runs"),
+        sa.UniqueConstraint("id", name="uq_ingest_runs_id"),
     )
     op.create_table(
         "quarantine",

@@ -1,0 +1,521 @@
+"""The ``tenure`` command: a thin shell over the library.
+
+Every command here calls a library function that does the work; this module
+only parses arguments, shows progress and renders results (a Rich table or,
+with ``--json``, a JSON document). Errors are one line plus a hint; ``--debug``
+shows the traceback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from tenure.errors import ConfigError, TenureError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="tenure",
+    help="Customer lifecycle intelligence: ingest, identity, scores, actions, measurement.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+quarantine_app = typer.Typer(
+    help="Records that could not be loaded, and why.", no_args_is_help=True
+)
+db_app = typer.Typer(help="The operational store's schema.", no_args_is_help=True)
+identity_app = typer.Typer(
+    help="Identity stitching: profiles, accounts, merges.", no_args_is_help=True
+)
+app.add_typer(quarantine_app, name="quarantine")
+app.add_typer(db_app, name="db")
+app.add_typer(identity_app, name="identity")
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+ProjectOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--project",
+        "-p",
+        help="Project directory (default: current directory).",
+        envvar="TENURE_PROJECT",
+        file_okay=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+_state = {"debug": False}
+
+T = TypeVar("T")
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+) -> None:
+    _state["debug"] = debug or bool(os.environ.get("TENURE_DEBUG"))
+
+
+def _to_jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): _to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_to_jsonable(v) for v in value]
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(_to_jsonable(value), indent=2, ensure_ascii=False) + "\n")
+
+
+def _fail(error: BaseException) -> None:
+    if _state["debug"]:
+        err.print_exception()
+    if isinstance(error, ConfigError):
+        err.print(f"[bold red]error:[/] {error}", highlight=False, markup=True)
+    else:
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    hint = getattr(error, "hint", None)
+    if hint:
+        err.print(f"[dim]hint:[/] {hint}", highlight=False)
+    if not isinstance(error, TenureError) and not _state["debug"]:
+        err.print("[dim]run with --debug for the traceback[/]")
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        raise
+    except TenureError as error:
+        _fail(error)
+        raise typer.Exit(1) from None
+    except Exception as error:  # an unexpected error still gets one clear line
+        _fail(error)
+        raise typer.Exit(1) from None
+
+
+def _project(path: Path | None) -> Any:
+    from tenure.project import Project
+
+    return Project.open(path or Path.cwd())
+
+
+def _progress() -> tuple[Progress, Callable[[str, int, int | None], None]]:
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(binary_units=True),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    )
+    tasks: dict[str, Any] = {}
+
+    def advance(label: str, done: int, total: int | None) -> None:
+        if label not in tasks:
+            tasks[label] = bar.add_task(Path(label).name, total=total)
+        bar.update(tasks[label], completed=done, total=total)
+
+    return bar, advance
+
+
+# --------------------------------------------------------------------- init
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Project directory to create.")] = Path("."),
+    json_out: JsonOption = False,
+) -> None:
+    """Create a project: tenure.yaml with commented defaults, the lake, and a migrated store."""
+    from tenure.project import init_project
+
+    with _errors():
+        project = init_project(directory)
+        info = {
+            "project": str(project.root),
+            "config": str(project.config_path),
+            "store": project.store_url,
+            "lake": str(project.lake.root),
+        }
+        project.close()
+    if json_out:
+        _print_json(info)
+        return
+    out.print(f"[green]created[/] {info['config']}")
+    out.print(f"store  {info['store']}\nlake   {info['lake']}")
+
+
+@db_app.command("upgrade")
+def db_upgrade(project_dir: ProjectOption = None, json_out: JsonOption = False) -> None:
+    """Migrate the operational store to the newest schema."""
+    from tenure.store import current_revision, upgrade
+
+    with _errors():
+        project = _project(project_dir)
+        upgrade(project.store)
+        revision = current_revision(project.store)
+        project.close()
+    if json_out:
+        _print_json({"revision": revision})
+        return
+    out.print(f"store at revision {revision}")
+
+
+# ------------------------------------------------------------------- ingest
+def _ingest_table(report: Any) -> Table:
+    table = Table(title=f"ingest run {report.run_id}")
+    for column in ("input", "format", "loaded", "duplicate", "quarantined"):
+        table.add_column(column, justify="right" if column not in ("input", "format") else "left")
+    for item in report.inputs:
+        table.add_row(
+            Path(item.path).name,
+            item.format,
+            f"{item.loaded:,}",
+            f"{item.duplicates:,}",
+            f"{item.quarantined:,}",
+        )
+    table.add_row(
+        "[bold]total[/]",
+        "",
+        f"[bold]{report.loaded:,}[/]",
+        f"[bold]{report.duplicates:,}[/]",
+        f"[bold]{report.quarantined:,}[/]",
+    )
+    return table
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path] | None, typer.Argument(help="Files or directories.")] = None,
+    mapping: Annotated[
+        str | None,
+        typer.Option(help="Mapping for CSV/Parquet exports (built-in name or YAML path)."),
+    ] = None,
+    list_mappings: Annotated[
+        bool, typer.Option("--list-mappings", help="List the built-in mappings and exit.")
+    ] = False,
+    project_dir: ProjectOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Load Segment JSON/JSONL/Parquet events and CSV/Parquet exports into the lake."""
+    from tenure.collect import builtin_mappings
+    from tenure.collect import ingest as run_ingest
+
+    with _errors():
+        if list_mappings:
+            mappings = builtin_mappings()
+            if json_out:
+                _print_json(
+                    {
+                        name: {"source": m.source, "entity": m.entity, "detect": list(m.detect)}
+                        for name, m in mappings.items()
+                    }
+                )
+                return
+            table = Table("mapping", "source", "entity", "detected by columns")
+            for name, m in sorted(mappings.items()):
+                table.add_row(name, m.source, m.entity, ", ".join(m.detect))
+            out.print(table)
+            return
+        if not paths:
+            raise TenureError("nothing to ingest", hint="tenure ingest FILE_OR_DIR …")
+        project = _project(project_dir)
+        bar, advance = _progress()
+        with bar:
+            report = run_ingest(project, paths, mapping=mapping, progress=advance)
+        project.close()
+    if json_out:
+        _print_json(_ingest_json(report))
+        return
+    out.print(_ingest_table(report))
+    out.print(
+        f"loaded {report.loaded:,} · duplicate {report.duplicates:,} · "
+        f"quarantined {report.quarantined:,}"
+    )
+    if report.quarantined:
+        reasons = ", ".join(f"{k} {v:,}" for k, v in sorted(report.quarantined_by_reason.items()))
+        out.print(f"[yellow]quarantined by reason:[/] {reasons} — see `tenure quarantine list`")
+
+
+def _ingest_json(report: Any) -> dict[str, Any]:
+    data: dict[str, Any] = _to_jsonable(report)
+    data.update(loaded=report.loaded, duplicates=report.duplicates, quarantined=report.quarantined)
+    return data
+
+
+# --------------------------------------------------------------- quarantine
+@quarantine_app.command("list")
+def quarantine_list(
+    reason: Annotated[str | None, typer.Option(help="Only this reason code.")] = None,
+    run: Annotated[str | None, typer.Option(help="Only this ingest run.")] = None,
+    status: Annotated[
+        str, typer.Option(help="open, loaded, requarantined, discarded or all.")
+    ] = "open",
+    limit: Annotated[int, typer.Option(help="At most this many records.")] = 50,
+    project_dir: ProjectOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """List quarantined records with their reasons."""
+    from tenure.store import QuarantineStatus, list_quarantined
+
+    with _errors():
+        wanted = None if status == "all" else _status(status, QuarantineStatus)
+        project = _project(project_dir)
+        with project.store.connect() as connection:
+            records = list_quarantined(
+                connection, status=wanted, reason_code=reason, run_id=run, limit=limit
+            )
+        project.close()
+    if json_out:
+        _print_json(records)
+        return
+    table = Table("id", "file", "record", "reason code", "reason", "status")
+    for r in records:
+        table.add_row(
+            str(r.id),
+            Path(r.source_file).name,
+            str(r.record_number),
+            r.reason_code,
+            r.reason,
+            r.status.value,
+        )
+    out.print(table)
+    if not records:
+        out.print("no quarantined records match")
+
+
+def _status(value: str, enum_type: type[T]) -> T:
+    try:
+        return enum_type(value)  # type: ignore[call-arg]
+    except ValueError:
+        options = ", ".join(m.value for m in enum_type)  # type: ignore[attr-defined]
+        raise TenureError(f"--status {value!r} is not one of: {options}, all") from None
+
+
+@quarantine_app.command("show")
+def quarantine_show(
+    record_id: Annotated[int, typer.Argument(help="Record id from `tenure quarantine list`.")],
+    project_dir: ProjectOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Show one quarantined record: where it came from, why, and the raw text."""
+    from tenure.store import get_quarantined
+
+    with _errors():
+        project = _project(project_dir)
+        with project.store.connect() as connection:
+            record = get_quarantined(connection, record_id)
+        project.close()
+    if json_out:
+        _print_json(record)
+        return
+    out.print(f"[bold]record {record.id}[/] ({record.status.value})")
+    out.print(f"file    {record.source_file}, record {record.record_number}")
+    out.print(
+        f"source  {record.source}   run {record.run_id}   at {record.created_at:%Y-%m-%d %H:%M:%S}"
+    )
+    out.print(f"reason  [red]{record.reason_code}[/]: {record.reason}", highlight=False)
+    out.print("raw:")
+    out.print(record.raw, markup=False, highlight=False)
+
+
+@quarantine_app.command("retry")
+def quarantine_retry(
+    record_ids: Annotated[
+        list[int] | None, typer.Argument(help="Record ids (default: all open).")
+    ] = None,
+    reason: Annotated[
+        str | None, typer.Option(help="Only open records with this reason code.")
+    ] = None,
+    project_dir: ProjectOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Validate quarantined records again (after fixing config, mapping or catalog)."""
+    from tenure.collect import retry_quarantined
+    from tenure.store import QuarantineStatus, get_quarantined, list_quarantined
+
+    with _errors():
+        project = _project(project_dir)
+        with project.store.connect() as connection:
+            if record_ids:
+                records = [get_quarantined(connection, i) for i in record_ids]
+                closed = [r.id for r in records if r.status is not QuarantineStatus.OPEN]
+                if closed:
+                    raise TenureError(
+                        f"records {closed} are not open; only open records are retried"
+                    )
+            else:
+                records = list_quarantined(connection, reason_code=reason, limit=None)
+        report = retry_quarantined(project, records)
+        project.close()
+    if json_out:
+        _print_json(_ingest_json(report))
+        return
+    out.print(
+        f"retried {len(records):,}: loaded {report.loaded:,} · duplicate {report.duplicates:,}"
+        f" · quarantined again {report.quarantined:,}"
+    )
+
+
+# ------------------------------------------------------------------ status
+@app.command()
+def status(project_dir: ProjectOption = None, json_out: JsonOption = False) -> None:
+    """Row counts per table, the last ingest, and where the stores are."""
+    from tenure.status import project_status
+
+    with _errors():
+        project = _project(project_dir)
+        info = project_status(project)
+        project.close()
+    if json_out:
+        _print_json(info)
+        return
+    out.print(f"[bold]project[/] {info.project}")
+    out.print(f"store      {info.store_url} (revision {info.store_revision})")
+    out.print(f"warehouse  {info.warehouse}")
+    out.print(f"lake       {info.lake}")
+    if info.last_ingest is None:
+        out.print("last ingest: never")
+    else:
+        run = info.last_ingest
+        out.print(
+            f"last ingest {run.id} at {run.started_at:%Y-%m-%d %H:%M:%S} UTC: {run.status}, "
+            f"loaded {run.loaded:,}, duplicate {run.duplicates:,}, "
+            f"quarantined {run.quarantined:,}"
+        )
+    table = Table("store", "table", "rows")
+    for name, rows in info.warehouse_tables.items():
+        table.add_row("warehouse", name, f"{rows:,}")
+    for name, rows in info.store_tables.items():
+        table.add_row("operational", name, f"{rows:,}")
+    out.print(table)
+    if info.open_quarantine:
+        reasons = ", ".join(f"{k} {v:,}" for k, v in sorted(info.open_quarantine.items()))
+        out.print(f"[yellow]open quarantine:[/] {reasons}")
+
+
+# ---------------------------------------------------------------- identity
+@identity_app.command("stitch")
+def identity_stitch(project_dir: ProjectOption = None, json_out: JsonOption = False) -> None:
+    """Merge identities of newly ingested events into profiles and accounts."""
+    from tenure.identity import stitch
+
+    with _errors():
+        project = _project(project_dir)
+        report = stitch(project)
+        project.close()
+    if json_out:
+        _print_json(report)
+        return
+    for field in dataclasses.fields(report):
+        out.print(f"{field.name.replace('_', ' '):<22} {getattr(report, field.name)}")
+
+
+@identity_app.command("split")
+def identity_split(
+    link_id: Annotated[str, typer.Argument(help="The link to undo (see `tenure profile ID`).")],
+    reason: Annotated[str, typer.Option(help="Why the merge was wrong (kept in the audit log).")],
+    actor: Annotated[str, typer.Option(help="Who is splitting.")] = os.environ.get("USER", "cli"),
+    project_dir: ProjectOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Undo a wrong merge: re-partition the profile without that link."""
+    from tenure.identity import split_link
+
+    with _errors():
+        project = _project(project_dir)
+        result = split_link(project, link_id, actor=actor, reason=reason)
+        project.close()
+    if json_out:
+        _print_json(result)
+        return
+    out.print(result)
+
+
+@app.command()
+def profile(
+    identifier: Annotated[
+        str, typer.Argument(help="Profile id, user id, email, anonymous id or type:value.")
+    ],
+    events: Annotated[int, typer.Option(help="How many recent events to show.")] = 10,
+    project_dir: ProjectOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """One customer: identities, traits, account, graph neighbours and recent events."""
+    from tenure.identity import find_profile
+
+    with _errors():
+        project = _project(project_dir)
+        view = find_profile(project.warehouse, identifier, recent=events)
+        project.close()
+    if json_out:
+        _print_json(view)
+        return
+    from tenure._render import render_profile
+
+    render_profile(out, view)
+
+
+# -------------------------------------------------------------------- demo
+@app.command()
+def demo(
+    directory: Annotated[Path, typer.Argument(help="Where to create the demo project.")] = Path(
+        "tenure-demo"
+    ),
+    json_out: JsonOption = False,
+) -> None:
+    """Create a demo project, ingest the bundled sample company, stitch identities, report."""
+    from tenure.demo import run_demo
+
+    with _errors():
+        bar, advance = _progress()
+        with bar:
+            result = run_demo(directory, progress=advance)
+    if json_out:
+        _print_json(result)
+        return
+    out.print(f"[bold green]demo project[/] {result.project}")
+    out.print(_ingest_table(result.ingest))
+    out.print(
+        f"identities: {result.stitch.profiles:,} profiles, {result.stitch.accounts:,} accounts, "
+        f"{result.stitch.merges:,} merges, "
+        f"{sum(result.stitch.refused.values()):,} links refused"
+    )
+    out.print(
+        f"\nnext: [bold]tenure status -p {result.project}[/] · "
+        f"[bold]tenure profile -p {result.project} {result.example_profile}[/] · "
+        f"[bold]tenure quarantine list -p {result.project}[/]"
+    )
+
+
+def main() -> None:
+    """Entry point of the ``tenure`` console script."""
+    app()

@@ -1,0 +1,207 @@
+"""The lake's index: which message ids and which files the lake holds.
+
+It lives beside the lake in its own DuckDB file (``_index.duckdb``), not in the
+warehouse, because loading is an embedded single-writer job whatever engine
+later reads the lake: the CLI's ingest and the server's loader use it, and
+neither needs the warehouse. Its connection is also where loading does its
+vectorized work, so a batch is parsed, checked, deduplicated and written
+without leaving DuckDB.
+
+A file is part of the lake once it is registered here. Registration of a
+batch's files and its message ids is one transaction; files that reached the
+lake without being registered (a crash between the rename and the commit) are
+removed by :meth:`LakeIndex.recover` before the next load, so every event is
+loaded exactly once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from tenure.warehouse._lake import Lake, StagedFile
+
+__all__ = ["INDEX_FILENAME", "LakeIndex"]
+
+INDEX_FILENAME = "_index.duckdb"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS event_ids (message_id VARCHAR NOT NULL);
+CREATE TABLE IF NOT EXISTS lake_files (
+    path VARCHAR PRIMARY KEY,
+    kind VARCHAR NOT NULL,          -- events | snapshot:<entity>
+    content_hash VARCHAR,
+    run_id VARCHAR NOT NULL,
+    rows BIGINT NOT NULL,
+    registered_at TIMESTAMPTZ NOT NULL
+);
+"""
+
+
+class LakeIndex:
+    """Message ids and registered files of a lake, plus the connection loading runs in."""
+
+    def __init__(
+        self, lake: Lake, *, threads: int | None = None, memory_limit: str | None = None
+    ) -> None:
+        self.lake = lake
+        lake.root.mkdir(parents=True, exist_ok=True)
+        self.con = duckdb.connect(str(lake.root / INDEX_FILENAME))
+        # naive timestamps in inputs are UTC; spills go next to the lake, not to /tmp
+        self.con.execute("SET TimeZone = 'UTC'")
+        self.con.execute(f"SET temp_directory = '{_sql_path(lake.root / '_spill')}'")
+        if threads is not None:
+            self.con.execute(f"SET threads = {int(threads)}")
+        if memory_limit is not None:
+            self.con.execute(f"SET memory_limit = '{memory_limit}'")
+        self.con.execute(_SCHEMA)
+
+    def close(self) -> None:
+        self.con.close()
+
+    # ------------------------------------------------------------- queries
+    def event_count(self) -> int:
+        row = self.con.execute("SELECT count(*) FROM event_ids").fetchone()
+        return int(row[0]) if row else 0
+
+    def registered_files(self) -> set[str]:
+        return {r[0] for r in self.con.execute("SELECT path FROM lake_files").fetchall()}
+
+    def snapshot_known(self, kind: str, content_hash: str) -> bool:
+        row = self.con.execute(
+            "SELECT count(*) FROM lake_files WHERE kind = ? AND content_hash = ?",
+            [kind, content_hash],
+        ).fetchone()
+        return bool(row and row[0])
+
+    # ------------------------------------------------------------- recovery
+    def recover(self) -> list[str]:
+        """Remove staging leftovers and unregistered lake files. Returns what was removed."""
+        self.lake.clear_staging()
+        registered = self.registered_files()
+        removed = []
+        for path in sorted(self.lake.root.glob("*/**/*.parquet")):
+            rel = self.lake.relative(path)
+            if not rel.startswith(("events/", "snapshots/")):
+                continue
+            if rel not in registered:
+                path.unlink()
+                removed.append(rel)
+        return removed
+
+    # -------------------------------------------------------------- writing
+    def write_events(self, query: str, prefix: str, *, run_id: str, at: dt.datetime) -> int:
+        """Write the rows of *query* (the lake's event columns) to the lake and register them.
+
+        DuckDB writes one file per event date into staging; the files are then
+        renamed into their partitions and registered, with the rows' message
+        ids, in one transaction.
+        """
+        staging = self.lake.staging_dir / prefix
+        self.lake.staging_dir.mkdir(parents=True, exist_ok=True)
+        self.con.execute(
+            f"""COPY (SELECT *, CAST("timestamp" AS DATE) AS event_date FROM ({query}))
+            TO '{_sql_path(staging)}' (FORMAT parquet, COMPRESSION zstd,
+                PARTITION_BY (event_date), FILENAME_PATTERN '{prefix}-{{i}}',
+                ROW_GROUP_SIZE 262144, OVERWRITE_OR_IGNORE true)"""
+        )
+        files = []
+        for path in sorted(staging.rglob("*.parquet")):
+            final = self.lake.events_dir / path.relative_to(staging)
+            files.append(StagedFile(path, final, None))
+        if not files:
+            return 0
+        rows = {f.final: _parquet_rows(f.staged) for f in files}
+        self.lake.publish(files)
+        shutil.rmtree(staging, ignore_errors=True)
+        with contextlib.suppress(OSError):  # only when no other batch is staging
+            self.lake.staging_dir.rmdir()
+        self._register(files, rows, kind="events", run_id=run_id, at=at, ids_query=query)
+        return sum(rows.values())
+
+    def register_staged_events(
+        self, files: Sequence[StagedFile], *, run_id: str, at: dt.datetime
+    ) -> None:
+        """Publish files staged by :meth:`Lake.stage_events` (Arrow writers) and register them."""
+        if not files:
+            return
+        self.lake.publish(list(files))
+        ids = pa.concat_arrays(
+            [chunk for f in files if f.message_ids is not None for chunk in f.message_ids.chunks]
+        )
+        rows = {f.final: len(f.message_ids or []) for f in files}
+        self.con.register("_staged_ids", pa.table({"message_id": ids}))
+        try:
+            self._register(
+                files,
+                rows,
+                kind="events",
+                run_id=run_id,
+                at=at,
+                ids_query="SELECT message_id FROM _staged_ids",
+            )
+        finally:
+            self.con.unregister("_staged_ids")
+
+    def register_snapshot(
+        self,
+        files: Sequence[StagedFile],
+        *,
+        kind: str,
+        content_hash: str,
+        run_id: str,
+        rows: int,
+        at: dt.datetime,
+    ) -> None:
+        self.lake.publish(list(files))
+        self._register(
+            files,
+            {f.final: rows for f in files},
+            kind=kind,
+            run_id=run_id,
+            at=at,
+            content_hash=content_hash,
+        )
+
+    def _register(
+        self,
+        files: Sequence[StagedFile],
+        rows: dict[Path, int],
+        *,
+        kind: str,
+        run_id: str,
+        at: dt.datetime,
+        ids_query: str | None = None,
+        content_hash: str | None = None,
+    ) -> None:
+        self.con.begin()
+        try:
+            if ids_query is not None:
+                self.con.execute(f"INSERT INTO event_ids SELECT message_id FROM ({ids_query})")
+            self.con.executemany(
+                "INSERT INTO lake_files VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    [self.lake.relative(f.final), kind, content_hash, run_id, rows[f.final], at]
+                    for f in files
+                ],
+            )
+            self.con.commit()
+        except BaseException:
+            self.con.rollback()
+            raise
+
+
+def _parquet_rows(path: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return int(pq.ParquetFile(path).metadata.num_rows)
+
+
+def _sql_path(path: Path) -> str:
+    return str(path).replace("'", "''")

@@ -1,0 +1,32 @@
+"""The README's promises: exactly two set-up commands, and CI runs the second."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _quickstart_commands() -> list[str]:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    setup = section.split("Then look around", 1)[0]
+    return [c.strip() for c in re.findall(r"```bash\n(.*?)```", setup, flags=re.S)]
+
+
+def test_quickstart_has_exactly_two_commands() -> None:
+    commands = _quickstart_commands()
+    assert len(commands) == 2
+    assert all("\n" not in c for c in commands)
+    assert commands[0].endswith("tenure demo")
+    assert "[test]" in commands[1]
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    script = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert _quickstart_commands()[1] in script.splitlines()
+
+
+def test_event_catalog_doc_is_linked() -> None:
+    assert "docs/events.md" in (ROOT / "README.md").read_text(encoding="utf-8")

@@ -41,7 +41,7 @@ from tenure.collect._tabular import (
     read_columns,
     read_tabular,
 )
-from tenure.collect._validate import validate
+from tenure.collect._validate import release, validate
 from tenure.errors import IngestError
 from tenure.project import Project
 from tenure.store import (
@@ -249,7 +249,7 @@ def _load_batch(
             "SELECT * FROM fresh_events", f"{run_id}-{batch_no:05d}", run_id=run_id, at=now
         )
         con.execute("DROP TABLE fresh_events")
-    con.execute("DROP TABLE IF EXISTS valid_events")
+    release(con)
     rejected = [
         NewQuarantined(
             source=source,

@@ -367,7 +367,10 @@ def read_segment_parquet(
         start += count
         con.register("batch", batch)
         try:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE {CANDIDATES} AS {query}")
+            # a view: validation reads the batch once, straight from Arrow
+            con.execute(f"DROP TABLE IF EXISTS {CANDIDATES}")
+            con.execute(f"CREATE OR REPLACE TEMP VIEW {CANDIDATES} AS {query}")
+            yield start
         finally:
+            con.execute(f"DROP VIEW IF EXISTS {CANDIDATES}")
             con.unregister("batch")
-        yield start

@@ -20,7 +20,7 @@ import pyarrow as pa
 from tenure.collect._reasons import ReasonCode
 from tenure.events import CATALOG, PropertyType
 
-__all__ = ["Check", "ValidatedBatch", "catalog_rules", "validate"]
+__all__ = ["Check", "ValidatedBatch", "catalog_rules", "release", "validate"]
 
 EVENT_TYPES = ("identify", "track", "page", "screen", "group", "alias")
 
@@ -34,7 +34,7 @@ class Check:
 
 @dataclass(frozen=True, slots=True)
 class ValidatedBatch:
-    valid: int  # rows left in the temp table valid_events
+    valid: int  # rows in the temp view valid_events
     rejected: pa.Table  # record_number, raw, reason_code, reason
 
 
@@ -260,8 +260,8 @@ def validate(
     """Check the ``candidates`` table of *con*.
 
     Valid records, normalized to the lake's event columns, are left in the temp
-    table ``valid_events`` (with ``_row``, the candidate's position); rejected
-    ones are returned with their reasons.
+    view ``valid_events`` (with ``_row``, the candidate's position) until
+    :func:`release`; rejected ones are returned with their reasons.
     """
     checks = _checks(now, max_future, max_bytes)
     con.register("catalog_rules", catalog_rules())
@@ -288,7 +288,7 @@ def validate(
     # A record without a messageId gets a deterministic one: from its natural key
     # and time when the source has one, else from its exact content.
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE valid_events AS SELECT
+        f"""CREATE OR REPLACE TEMP VIEW valid_events AS SELECT
             _row,
             coalesce(message_id, 'tn-' || md5({_lit(source)} || '|' ||
                 coalesce(natural_key || '|' || strftime(ts, '%Y-%m-%dT%H:%M:%S.%fZ'), raw,
@@ -300,7 +300,15 @@ def validate(
         FROM checked ANTI JOIN catalog_failures USING (_row)
         WHERE base_code IS NULL"""
     )
-    con.execute("DROP TABLE checked")
-    con.execute("DROP TABLE catalog_failures")
-    row = con.execute("SELECT count(*) FROM valid_events").fetchone()
+    row = con.execute(
+        "SELECT (SELECT count(*) FROM checked WHERE base_code IS NULL)"
+        " - (SELECT count(*) FROM catalog_failures)"
+    ).fetchone()
     return ValidatedBatch(valid=int(row[0]) if row else 0, rejected=rejected)
+
+
+def release(con: duckdb.DuckDBPyConnection) -> None:
+    """Drop what :func:`validate` left behind, once ``valid_events`` has been used."""
+    con.execute("DROP VIEW IF EXISTS valid_events")
+    con.execute("DROP TABLE IF EXISTS checked")
+    con.execute("DROP TABLE IF EXISTS catalog_failures")

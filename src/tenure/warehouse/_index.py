@@ -55,6 +55,10 @@ class LakeIndex:
         self.con = duckdb.connect(str(lake.root / INDEX_FILENAME))
         # naive timestamps in inputs are UTC; spills go next to the lake, not to /tmp
         self.con.execute("SET TimeZone = 'UTC'")
+        # a backfill batch spans many days: keep one open file per day rather than
+        # DuckDB's default of 100, which splits days into several small files
+        self.con.execute("SET partitioned_write_max_open_files = 4096")
+        self.con.execute("SET partitioned_write_flush_threshold = 1000000")
         self.con.execute(f"SET temp_directory = '{_sql_path(lake.root / '_spill')}'")
         if threads is not None:
             self.con.execute(f"SET threads = {int(threads)}")

@@ -30,3 +30,13 @@ def test_ci_runs_the_readme_test_command() -> None:
 
 def test_event_catalog_doc_is_linked() -> None:
     assert "docs/events.md" in (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_mapping_format_example_is_a_valid_mapping() -> None:
+    from tenure.collect._tabular import parse_mapping_yaml
+
+    doc = (ROOT / "docs" / "mappings.md").read_text(encoding="utf-8")
+    example = doc.split("## The format", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    mapping = parse_mapping_yaml(example, origin="docs/mappings.md")
+    assert mapping.name == "custom.orders"
+    assert [e.event for e in mapping.events] == ["Order Completed"]

@@ -363,3 +363,52 @@ def test_retry_loads_what_now_passes(project: Project, tmp_path: Path) -> None:
     assert [(r.record_number, r.reason_code) for r in reopened] == [(2, "bad_timestamp")]
     assert later.warehouse.event_count() == 2
     later.close()
+
+
+ORDERS_MAPPING = """
+name: custom.orders
+source: custom
+entity: invoices
+detect: [Order No, Buyer Email, Placed]
+key: Order No
+identity:
+  email: Buyer Email
+events:
+  - type: track
+    event: Order Completed
+    timestamp: Placed
+{format}
+    properties:
+      order_id: Order No
+      revenue: {{column: Total, type: number}}
+"""
+
+
+def test_retry_a_custom_export_after_fixing_its_mapping(
+    sqlite_project: Project, tmp_path: Path
+) -> None:
+    mapping = tmp_path / "orders.yaml"
+    mapping.write_text(ORDERS_MAPPING.format(format=""), encoding="utf-8")
+    orders = tmp_path / "orders.csv"
+    orders.write_text(
+        "Order No,Buyer Email,Placed,Total\n"
+        "A-1,ann@shop.example,2024-05-01 10:00,25.50\n"
+        "A-2,bob@shop.example,02/05/2024 11:30,12.00\n",
+        encoding="utf-8",
+    )
+    first = ingest(sqlite_project, [orders], mapping=str(mapping))
+    assert (first.loaded, first.quarantined) == (1, 1)
+    with sqlite_project.store.connect() as connection:
+        (record,) = list_quarantined(connection)
+    assert record.reason_code == "bad_timestamp"
+    assert record.source == str(mapping)  # enough to read the record again
+    # the shop writes day-first dates: say so in the mapping and retry
+    mapping.write_text(
+        ORDERS_MAPPING.format(format='    timestamp_format: "%d/%m/%Y %H:%M"'), encoding="utf-8"
+    )
+    retried = retry_quarantined(sqlite_project, [record])
+    assert (retried.loaded, retried.quarantined) == (1, 0)
+    rows = {r["message_id"]: r for r in lake_events(sqlite_project)}
+    placed = sorted(r["timestamp"] for r in rows.values())
+    assert placed[-1] == dt.datetime(2024, 5, 2, 11, 30, tzinfo=dt.UTC)
+    assert {r["source"] for r in rows.values()} == {"custom"}

@@ -67,13 +67,18 @@ _CSV_SUFFIXES = (".csv", ".csv.gz")
 _PARQUET_SUFFIXES = (".parquet", ".pq")
 _KNOWN = (*_JSONL_SUFFIXES, *_JSON_SUFFIXES, *_CSV_SUFFIXES, *_PARQUET_SUFFIXES)
 
-# First occurrence of each message id in the batch that the lake does not hold yet.
-_FRESH = f"""
-CREATE OR REPLACE TEMP TABLE fresh_events AS
-SELECT {", ".join(f'v."{c}"' for c in EVENT_COLUMNS)}
+# The first occurrence of each message id in the batch that the lake does not
+# hold yet: narrow, so the wide rows are produced once, straight into the files.
+_FRESH = """
+CREATE OR REPLACE TEMP TABLE fresh_ids AS
+SELECT v._row, v.message_id
 FROM valid_events v ANTI JOIN event_ids e ON v.message_id = e.message_id
 QUALIFY row_number() OVER (PARTITION BY v.message_id ORDER BY v._row) = 1
 """
+_FRESH_ROWS = (
+    f"SELECT {', '.join(f'v.{chr(34)}{c}{chr(34)}' for c in EVENT_COLUMNS)} "
+    "FROM valid_events v SEMI JOIN fresh_ids f ON v._row = f._row"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,19 +147,24 @@ class _Input:
     """An opened input: its batches fill ``candidates``; each yields progress and a snapshot."""
 
     format: str
-    source: str
+    source: str  # the events' source: segment, stripe, hubspot …
     batches: Iterator[tuple[int, _Snapshot | None]]
     total: int | None
+    #: what quarantined records name as their source, enough to read them again
+    #: on retry: "segment", or the mapping (a built-in name or a mapping file)
+    reader: str = SEGMENT_SOURCE
 
 
-def _mapping_for(project: Project, path: Path, explicit: str | None) -> TabularMapping:
+def _mapping_for(project: Project, path: Path, explicit: str | None) -> tuple[TabularMapping, str]:
+    """The mapping for an export, and how to name it so that it can be loaded again."""
     if explicit is not None:
-        return load_mapping(explicit, project.root)
+        return load_mapping(explicit, project.root), explicit
     resolved = str(path.resolve())
     for settings in project.config.sources.values():
         if settings.path and fnmatch.fnmatch(resolved, str(project.root / settings.path)):
-            return load_mapping(settings.mapping, project.root)
-    return detect_mapping(read_columns(path), builtin_mappings(), origin=str(path))
+            return load_mapping(settings.mapping, project.root), settings.mapping
+    detected = detect_mapping(read_columns(path), builtin_mappings(), origin=str(path))
+    return detected, detected.name
 
 
 def _tabular_batches(
@@ -172,6 +182,7 @@ def _open_input(
 ) -> _Input:
     suffix = _suffix(path)
     rows = project.config.ingest.batch_rows
+    batches: Iterator[tuple[int, _Snapshot | None]]
     if mapping is None and suffix in _JSONL_SUFFIXES:
         batches = ((done, None) for done in read_json_lines(path, con))
         return _Input("segment-jsonl", SEGMENT_SOURCE, batches, path.stat().st_size)
@@ -186,8 +197,9 @@ def _open_input(
         batches = ((done, None) for done in read_segment_parquet(path, con, batch_rows=rows))
         return _Input("segment-parquet", SEGMENT_SOURCE, batches, total)
     if suffix in (*_CSV_SUFFIXES, *_PARQUET_SUFFIXES):
-        chosen = _mapping_for(project, path, mapping)
-        return _Input(chosen.name, chosen.source, _tabular_batches(con, path, chosen, rows), None)
+        chosen, reference = _mapping_for(project, path, mapping)
+        batches = _tabular_batches(con, path, chosen, rows)
+        return _Input(chosen.name, chosen.source, batches, None, reference)
     raise IngestError(
         f"{path}: cannot tell the format from the name {path.name!r}",
         hint="use .jsonl/.ndjson or .json for Segment events, .csv or .parquet for exports",
@@ -229,7 +241,14 @@ class _BatchOutcome:
 
 
 def _load_batch(
-    project: Project, *, label: str, source: str, run_id: str, batch_no: int, now: dt.datetime
+    project: Project,
+    *,
+    label: str,
+    source: str,
+    reader: str,
+    run_id: str,
+    batch_no: int,
+    now: dt.datetime,
 ) -> _BatchOutcome:
     """Validate ``candidates``, write the new events to the lake, return what to quarantine."""
     con = project.index.con
@@ -246,13 +265,17 @@ def _load_batch(
     if checked.valid:
         con.execute(_FRESH)
         loaded = project.index.write_events(
-            "SELECT * FROM fresh_events", f"{run_id}-{batch_no:05d}", run_id=run_id, at=now
+            _FRESH_ROWS,
+            f"{run_id}-{batch_no:05d}",
+            ids="SELECT message_id FROM fresh_ids",
+            run_id=run_id,
+            at=now,
         )
-        con.execute("DROP TABLE fresh_events")
+        con.execute("DROP TABLE fresh_ids")
     release(con)
     rejected = [
         NewQuarantined(
-            source=source,
+            source=reader,
             source_file=label,
             record_number=row["record_number"],
             raw=row["raw"] or "",
@@ -307,6 +330,7 @@ def ingest(
                     project,
                     label=label,
                     source=opened.source,
+                    reader=opened.reader,
                     run_id=run_id,
                     batch_no=batch_no,
                     now=now,
@@ -359,7 +383,13 @@ def retry_quarantined(
                 )
             now = project.clock()
             outcome = _load_batch(
-                project, label=label, source=event_source, run_id=run_id, batch_no=batch_no, now=now
+                project,
+                label=label,
+                source=event_source,
+                reader=source,
+                run_id=run_id,
+                batch_no=batch_no,
+                now=now,
             )
             failed = {r.record_number for r in outcome.rejected}
             with project.store.begin() as connection:
@@ -377,18 +407,8 @@ def retry_quarantined(
                     now,
                     run_id,
                 )
-                # a record that fails again is quarantined anew, under its original source
-                added = add_quarantined(
-                    connection,
-                    run_id,
-                    now,
-                    [
-                        NewQuarantined(
-                            source, r.source_file, r.record_number, r.raw, r.reason_code, r.reason
-                        )
-                        for r in outcome.rejected
-                    ],
-                )
+                # a record that fails again is quarantined anew with today's reason
+                added = add_quarantined(connection, run_id, now, outcome.rejected)
             reasons.update(r.reason_code for r in outcome.rejected)
             reports.append(
                 InputReport(label, f"retry:{source}", outcome.loaded, outcome.duplicates, added)

@@ -72,35 +72,43 @@ _JSON_FIELDS = f"""
     coalesce({_o("$.traits")}, {_o("$.context.traits")}) AS traits,
     {_o("$.context")} AS context
 """
-_FROM_LINES = f"""
-SELECT record_number, line AS raw,
-       NULL::VARCHAR AS reader_error_code, NULL::VARCHAR AS reader_error,
+_STRINGS = ", ".join(repr(p) for p in _STRING_PATHS)
+_OBJECTS = ", ".join(repr(p) for p in _OBJECT_PATHS)
+
+# One pass over numbered lines (the table or view named by ``source``). Lines
+# may end in CR/LF (the splitter keeps them) and blank lines are skipped.
+# Fields are extracted only from lines holding a JSON object: DuckDB's CASE
+# does not evaluate the extraction for the others.
+_FROM_LINES = (
+    f"""
+SELECT record_number, raw,
+       CASE WHEN NOT valid THEN '{ReasonCode.MALFORMED_JSON}'
+            WHEN NOT is_object THEN '{ReasonCode.NOT_AN_OBJECT}' END AS reader_error_code,
+       CASE WHEN NOT valid THEN 'line is not valid JSON'
+            WHEN NOT is_object THEN 'a JSON ' || lower(json_type(raw))
+                 || ' where an event object was expected' END AS reader_error,
        {_JSON_FIELDS},
        NULL::VARCHAR AS natural_key
-FROM (SELECT record_number, line,
-             json_extract_string(line, [{", ".join(repr(p) for p in _STRING_PATHS)}]) AS s,
-             json_extract(line, [{", ".join(repr(p) for p in _OBJECT_PATHS)}]) AS o
-      FROM lines WHERE ok = 'object')
-UNION ALL
-SELECT record_number, line AS raw,
-       CASE ok WHEN 'malformed' THEN '{ReasonCode.MALFORMED_JSON}'
-               ELSE '{ReasonCode.NOT_AN_OBJECT}' END,
-       CASE ok WHEN 'malformed' THEN 'line is not valid JSON'
-               ELSE 'a JSON ' || lower(json_type(line))
-                    || ' where an event object was expected' END,
-       NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
-FROM lines WHERE ok <> 'object'
+FROM (
+    SELECT record_number, raw, valid, is_object,
+           CASE WHEN is_object THEN json_extract_string(raw, [{_STRINGS}]) END AS s,
+           CASE WHEN is_object THEN json_extract(raw, [{_OBJECTS}]) END AS o
+    FROM (
+        SELECT record_number, raw, valid,
+               CASE WHEN NOT valid THEN false WHEN left(raw, 1) = chr(123) THEN true
+                    ELSE json_type(raw) = 'OBJECT' END AS is_object
+        FROM (
+            SELECT record_number, rtrim(line, chr(10) || chr(13)) AS raw,
+                   json_valid(line) AS valid
+            FROM """
+    + "{source}"
+    + """
+            WHERE strlen(line) > 4 OR trim(line, chr(10) || chr(13) || chr(32) || chr(9)) <> ''
+        )
+    )
+)
 """
-
-# Lines may end in CR/LF (the splitter keeps them); blank lines are skipped.
-_CLASSIFY = """
-SELECT record_number, line,
-       CASE WHEN NOT json_valid(line) THEN 'malformed'
-            WHEN json_type(line) <> 'OBJECT' THEN 'other'
-            ELSE 'object' END AS ok
-FROM (SELECT record_number, rtrim(line, chr(10) || chr(13)) AS line FROM {source})
-WHERE trim(line, chr(32) || chr(9)) <> ''
-"""
+)
 
 CANDIDATES = "candidates"
 # About a million typical events: large batches write fewer, larger lake files.
@@ -124,9 +132,8 @@ def _open(path: Path) -> IO[bytes]:
 
 def _candidates_from_raw_lines(con: duckdb.DuckDBPyConnection, source: str = "raw_lines") -> int:
     """Turn numbered lines (a table or view *source*) into the temp table ``candidates``."""
-    con.execute(f"CREATE OR REPLACE TEMP TABLE lines AS {_CLASSIFY.format(source=source)}")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {CANDIDATES} AS {_FROM_LINES}")
-    con.execute("DROP TABLE lines")
+    query = _FROM_LINES.replace("{source}", source)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {CANDIDATES} AS {query}")
     _expand_batches(con)
     row = con.execute(f"SELECT count(*) FROM {CANDIDATES}").fetchone()
     return int(row[0]) if row else 0

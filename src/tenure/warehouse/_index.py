@@ -100,12 +100,14 @@ class LakeIndex:
         return removed
 
     # -------------------------------------------------------------- writing
-    def write_events(self, query: str, prefix: str, *, run_id: str, at: dt.datetime) -> int:
+    def write_events(
+        self, query: str, prefix: str, *, ids: str, run_id: str, at: dt.datetime
+    ) -> int:
         """Write the rows of *query* (the lake's event columns) to the lake and register them.
 
         DuckDB writes one file per event date into staging; the files are then
-        renamed into their partitions and registered, with the rows' message
-        ids, in one transaction.
+        renamed into their partitions and registered, with the message ids that
+        the query *ids* gives, in one transaction.
         """
         staging = self.lake.staging_dir / prefix
         self.lake.staging_dir.mkdir(parents=True, exist_ok=True)
@@ -126,7 +128,7 @@ class LakeIndex:
         shutil.rmtree(staging, ignore_errors=True)
         with contextlib.suppress(OSError):  # only when no other batch is staging
             self.lake.staging_dir.rmdir()
-        self._register(files, rows, kind="events", run_id=run_id, at=at, ids_query=query)
+        self._register(files, rows, kind="events", run_id=run_id, at=at, ids_query=ids)
         return sum(rows.values())
 
     def register_staged_events(

@@ -60,6 +60,7 @@ def test_init_then_status_json(tmp_path: Path) -> None:
     assert status["store_revision"] == "0001"
     assert status["store_tables"] == {"audit_log": 0, "ingest_runs": 0, "quarantine": 0}
     assert status["last_ingest"] is None
+    assert (status["lake_events"], status["lake_files"]) == (0, 0)
 
 
 def test_ingest_quarantine_list_show(tmp_path: Path) -> None:

@@ -83,6 +83,7 @@ def test_cli_demo_status_and_profile(demo: Path) -> None:
     status = json.loads(result.stdout)
     assert status["warehouse_tables"]["profiles"] == 35
     assert status["warehouse_tables"]["accounts"] == 8
+    assert status["lake_events"] == 5529
     assert status["open_quarantine"] == {"bad_timestamp": 2, "malformed_json": 1, "wrong_type": 1}
     result = runner.invoke(app, ["profile", "usr_0001", "-p", str(demo)], catch_exceptions=False)
     assert result.exit_code == 0

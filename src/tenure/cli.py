@@ -401,7 +401,7 @@ def status(project_dir: ProjectOption = None, json_out: JsonOption = False) -> N
     out.print(f"[bold]project[/] {info.project}")
     out.print(f"store      {info.store_url} (revision {info.store_revision})")
     out.print(f"warehouse  {info.warehouse}")
-    out.print(f"lake       {info.lake}")
+    out.print(f"lake       {info.lake} ({info.lake_events:,} events in {info.lake_files:,} files)")
     if info.last_ingest is None:
         out.print("last ingest: never")
     else:

@@ -19,6 +19,8 @@ class ProjectStatus:
     store_revision: str | None
     warehouse: str
     lake: str
+    lake_events: int
+    lake_files: int
     warehouse_tables: dict[str, int]
     store_tables: dict[str, int]
     last_ingest: IngestRun | None
@@ -48,6 +50,8 @@ def project_status(project: Project) -> ProjectStatus:
         store_revision=current_revision(project.store),
         warehouse=f"{settings.backend.value} {where}",
         lake=str(project.lake.root),
+        lake_events=project.index.event_count(),
+        lake_files=len(project.index.registered_files()),
         warehouse_tables=project.warehouse.table_counts(),
         store_tables=store_tables,
         last_ingest=last,

@@ -457,7 +457,10 @@ def identity_split(
     if json_out:
         _print_json(result)
         return
-    out.print(result)
+    out.print(
+        f"split {result.entity} link {result.link_id}: {result.profile_before} → "
+        f"{', '.join(result.profiles_after)} (recorded in the audit log)"
+    )
 
 
 @app.command()

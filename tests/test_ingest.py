@@ -313,9 +313,11 @@ def test_directories_and_unknown_files(sqlite_project: Project, tmp_path: Path) 
         ingest(sqlite_project, [folder / "notes.txt"])
 
 
-def test_crash_leftovers_are_removed_and_reloaded(sqlite_project: Project, tmp_path: Path) -> None:
+def test_crash_leftovers_are_set_aside_and_reloaded(
+    sqlite_project: Project, tmp_path: Path
+) -> None:
     # a crash after files reached the lake but before they were registered
-    # leaves unregistered files: the next run removes them and loads the events once
+    # leaves unregistered files: the next run sets them aside and loads the events once
     path = write_jsonl(tmp_path / "e.jsonl", [event(i) for i in range(6)])
     table = pa.Table.from_pylist(
         [{**r, "event_date": None} for r in lake_rows_for(sqlite_project, path)]
@@ -326,6 +328,8 @@ def test_crash_leftovers_are_removed_and_reloaded(sqlite_project: Project, tmp_p
     report = ingest(sqlite_project, [path])
     assert report.loaded == 6
     assert not any("crashed" in p.name for p in sqlite_project.lake.events_dir.rglob("*.parquet"))
+    set_aside = list((sqlite_project.lake.root / "_unregistered").rglob("crashed-*.parquet"))
+    assert len(set_aside) == len(staged)
     assert not sqlite_project.lake.staging_dir.exists()
     assert len(lake_events(sqlite_project)) == 6
 

@@ -10,7 +10,7 @@ without leaving DuckDB.
 A file is part of the lake once it is registered here. Registration of a
 batch's files and its message ids is one transaction; files that reached the
 lake without being registered (a crash between the rename and the commit) are
-removed by :meth:`LakeIndex.recover` before the next load, so every event is
+set aside by :meth:`LakeIndex.recover` before the next load, so every event is
 loaded exactly once.
 """
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -86,18 +87,25 @@ class LakeIndex:
 
     # ------------------------------------------------------------- recovery
     def recover(self) -> list[str]:
-        """Remove staging leftovers and unregistered lake files. Returns what was removed."""
+        """Clear staging and set aside lake files that are not registered.
+
+        Such a file is the leftover of a crash between its rename and its
+        registration (its events will be loaded again), or something put into
+        the lake by hand: either way the lake must not count it, so it is
+        moved to ``_unregistered/`` rather than deleted. Returns what was moved.
+        """
         self.lake.clear_staging()
         registered = self.registered_files()
-        removed = []
+        moved = []
         for path in sorted(self.lake.root.glob("*/**/*.parquet")):
             rel = self.lake.relative(path)
-            if not rel.startswith(("events/", "snapshots/")):
+            if not rel.startswith(("events/", "snapshots/")) or rel in registered:
                 continue
-            if rel not in registered:
-                path.unlink()
-                removed.append(rel)
-        return removed
+            target = self.lake.root / "_unregistered" / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+            moved.append(rel)
+        return moved
 
     # -------------------------------------------------------------- writing
     def write_events(

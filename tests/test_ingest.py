@@ -276,6 +276,30 @@ def test_parquet_flattened_segment_columns(sqlite_project: Project, tmp_path: Pa
     assert orjson.loads(q.raw)["properties"] == {"score": 42}
 
 
+def test_parquet_json_text_that_is_not_json_is_quarantined(
+    sqlite_project: Project, tmp_path: Path
+) -> None:
+    table = pa.table(
+        {
+            "message_id": ["p1", "p2"],
+            "type": ["track", "track"],
+            "event": ["Signed In", "Signed In"],
+            "user_id": ["u1", "u2"],
+            "timestamp": ["2024-05-01T08:00:00Z", "2024-05-01T09:00:00Z"],
+            "properties": ['{"plan": "pro"}', "{not json"],
+            "context": ['{"groupId": "g1"}', "{nor this"],
+        }
+    )
+    pq.write_table(table, tmp_path / "events.parquet")
+    report = ingest(sqlite_project, [tmp_path / "events.parquet"])
+    assert (report.loaded, report.quarantined) == (1, 1)
+    with sqlite_project.store.connect() as connection:
+        (q,) = list_quarantined(connection)
+    assert (q.record_number, q.reason_code) == (2, "wrong_type")
+    assert q.reason == "properties must be a JSON object, got {not json"
+    assert lake_events(sqlite_project)[0]["group_id"] == "g1"
+
+
 def test_parquet_nested_tracking_api_shape(sqlite_project: Project, tmp_path: Path) -> None:
     rows = [event(i) for i in range(4)]
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "nested.parquet")

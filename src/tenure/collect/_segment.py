@@ -347,13 +347,20 @@ def _parquet_select(schema: pa.Schema) -> str:
             parts.append(f"{quoted}::VARCHAR AS {field}")
     parts.append("NULL::VARCHAR AS natural_key")
     inner = "SELECT " + ", ".join(parts) + " FROM batch"
+
     # the nested shape keeps groupId and email inside context/traits/properties
+    # (a JSON column holding text that is not JSON is quarantined by validation,
+    # so nothing is extracted from it here)
     return f"""SELECT * REPLACE (
-        coalesce(group_id, json_extract_string(context, '$.groupId')) AS group_id,
-        coalesce(email, json_extract_string(traits, '$.email'),
-                 json_extract_string(context, '$.traits.email'),
-                 json_extract_string(properties, '$.email')) AS email)
+        coalesce(group_id, {_json_text("context", "$.groupId")}) AS group_id,
+        coalesce(email, {_json_text("traits", "$.email")},
+                 {_json_text("context", "$.traits.email")},
+                 {_json_text("properties", "$.email")}) AS email)
     FROM ({inner})"""
+
+
+def _json_text(column: str, path: str) -> str:
+    return f"CASE WHEN json_valid({column}) THEN json_extract_string({column}, '{path}') END"
 
 
 def read_segment_parquet(

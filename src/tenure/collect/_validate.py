@@ -192,8 +192,10 @@ def _checks(now: dt.datetime, max_future: dt.timedelta, max_bytes: int) -> list[
         ),
         *[
             Check(
-                f"{field} IS NOT NULL AND "
-                f"(NOT json_valid({field}) OR json_type({field}) <> 'OBJECT')",
+                # CASE, not OR: DuckDB may evaluate either side of an OR first,
+                # and json_type raises on text that is not JSON
+                f"{field} IS NOT NULL AND CASE WHEN json_valid({field}) "
+                f"THEN json_type({field}) <> 'OBJECT' ELSE true END",
                 ReasonCode.WRONG_TYPE,
                 f"'{field} must be a JSON object, got ' || left({field}, 80)",
             )
@@ -232,8 +234,9 @@ SELECT
     TRY_CAST(sent_at AS TIMESTAMPTZ) AS sent,
     coalesce(strlen(raw), strlen(coalesce(properties, '')) + strlen(coalesce(traits, ''))
         + strlen(coalesce(context, '')) + 200) AS size,
-    coalesce(context LIKE '%"externalIds"%' AND json_valid(context)
-        AND json_array_length(context, '$.externalIds') > 0, false) AS has_external
+    CASE WHEN context LIKE '%"externalIds"%' AND json_valid(context)
+         THEN coalesce(json_array_length(context, '$.externalIds') > 0, false)
+         ELSE false END AS has_external
 FROM candidates
 """
 

@@ -1,0 +1,562 @@
+"""Facts to records: Segment events and export rows, built column by column in Arrow.
+
+No Python loop runs per event: ids, names and JSON bodies are string columns
+joined element-wise (``binary_join_element_wise``), so a month of millions of
+events is a handful of Arrow kernels. Names and emails are a pure function of
+the account or user number, so they need no random draws.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tenure.simulate._config import SimulationConfig
+from tenure.simulate._world import MonthFacts, World
+
+__all__ = [
+    "EVENT_SCHEMA",
+    "account_domain",
+    "account_id",
+    "account_name",
+    "events_of_month",
+    "fmt_time",
+    "user_email",
+    "user_id",
+    "user_name",
+]
+
+EVENT_SCHEMA = pa.schema(
+    [
+        ("message_id", pa.string()),
+        ("type", pa.string()),
+        ("event", pa.string()),
+        ("user_id", pa.string()),
+        ("anonymous_id", pa.string()),
+        ("group_id", pa.string()),
+        ("timestamp", pa.timestamp("ms", tz="UTC")),
+        ("properties", pa.string()),
+        ("traits", pa.string()),
+        ("context", pa.string()),
+    ]
+)
+
+_FIRST = (
+    "Ada",
+    "Ben",
+    "Chloe",
+    "Dev",
+    "Elena",
+    "Farid",
+    "Grace",
+    "Hiro",
+    "Ines",
+    "Jonas",
+    "Kemi",
+    "Liam",
+    "Maya",
+    "Nils",
+    "Olga",
+    "Priya",
+    "Quinn",
+    "Rosa",
+    "Sami",
+    "Tara",
+)
+_LAST = (
+    "Adams",
+    "Baker",
+    "Costa",
+    "Diaz",
+    "Evans",
+    "Fischer",
+    "Garcia",
+    "Haddad",
+    "Ito",
+    "Jensen",
+    "Khan",
+    "Lopez",
+    "Moreau",
+    "Novak",
+    "Okafor",
+    "Patel",
+    "Rossi",
+    "Silva",
+)
+_TITLES = (
+    "Head of Operations",
+    "Analyst",
+    "Engineer",
+    "Product Manager",
+    "VP Sales",
+    "Marketing Manager",
+    "Finance Lead",
+    "Customer Success Manager",
+)
+_ADJ = (
+    "Blue",
+    "Bright",
+    "Cedar",
+    "Delta",
+    "Ember",
+    "Granite",
+    "Harbor",
+    "Iron",
+    "Juniper",
+    "Kite",
+    "Lumen",
+    "Maple",
+    "North",
+    "Orbit",
+    "Pine",
+    "Quartz",
+    "River",
+    "Summit",
+)
+_NOUN = (
+    "Analytics",
+    "Labs",
+    "Logistics",
+    "Health",
+    "Foods",
+    "Capital",
+    "Robotics",
+    "Media",
+    "Retail",
+    "Energy",
+    "Systems",
+    "Studios",
+    "Partners",
+    "Works",
+)
+INDUSTRIES = (
+    "Computer Software",
+    "Financial Services",
+    "Retail",
+    "Hospital & Health Care",
+    "Logistics and Supply Chain",
+    "Marketing and Advertising",
+    "Manufacturing",
+)
+PLANS = ("starter", "growth", "enterprise")
+PRIORITIES = ("low", "normal", "high", "urgent")
+
+Ints = npt.NDArray[np.int64]
+
+
+def _s(values: npt.NDArray[np.generic] | list[str]) -> pa.Array:
+    return pa.array(values, pa.string())
+
+
+def _num(values: npt.NDArray[np.generic]) -> pa.Array:
+    """Numbers as JSON text: integers as they are, money rounded to cents."""
+    arr = np.asarray(values)
+    if arr.dtype.kind in "iu":
+        return pc.cast(pa.array(arr, pa.int64()), pa.string())
+    return pc.cast(pa.array(np.round(arr.astype(np.float64), 2), pa.float64()), pa.string())
+
+
+def _pick(options: tuple[str, ...], index: npt.NDArray[np.generic]) -> pa.Array:
+    return pc.take(_s(list(options)), pa.array(np.asarray(index, np.int64) % len(options)))
+
+
+def _join(*parts: pa.Array | str) -> pa.Array:
+    return pc.binary_join_element_wise(*parts, "")
+
+
+def _ids(prefix: str, numbers: npt.NDArray[np.generic], width: int) -> pa.Array:
+    text = pc.cast(pa.array(np.asarray(numbers, np.int64) + 1, pa.int64()), pa.string())
+    return _join(prefix, pc.utf8_lpad(text, width=width, padding="0"))
+
+
+def account_id(accounts: Ints) -> pa.Array:
+    return _ids("acct_", accounts, 6)
+
+
+def prospect_id(prospects: Ints) -> pa.Array:
+    return _ids("prospect_", prospects, 7)
+
+
+def user_id(users: Ints) -> pa.Array:
+    return _ids("usr_", users, 7)
+
+
+def account_name(accounts: Ints) -> pa.Array:
+    return _join(_pick(_ADJ, accounts), " ", _pick(_NOUN, accounts * 7 + accounts // 18))
+
+
+def account_domain(accounts: Ints) -> pa.Array:
+    slug = pc.utf8_lower(_join(_pick(_ADJ, accounts), _pick(_NOUN, accounts * 7 + accounts // 18)))
+    return _join(slug, pc.cast(pa.array(accounts + 1, pa.int64()), pa.string()), ".example")
+
+
+def _first(users: Ints) -> pa.Array:
+    return _pick(_FIRST, users * 13)
+
+
+def _last(users: Ints) -> pa.Array:
+    return _pick(_LAST, users * 7 + users // 20)
+
+
+def user_name(users: Ints) -> pa.Array:
+    return _join(_first(users), " ", _last(users))
+
+
+def user_email(world: World, users: Ints) -> pa.Array:
+    local = pc.utf8_lower(
+        _join(_first(users), ".", _last(users), pc.cast(pa.array(users + 1), pa.string()))
+    )
+    return _join(local, "@", account_domain(world.users.account[users]))
+
+
+def _prospect_email(prospects: Ints) -> pa.Array:
+    local = pc.utf8_lower(_join(_first(prospects * 3), ".", _last(prospects * 5)))
+    return _join(
+        local, "@", _join("prospect", pc.cast(pa.array(prospects + 1), pa.string()), ".example")
+    )
+
+
+def fmt_time(seconds: npt.NDArray[np.generic], fmt: str = "%Y-%m-%d %H:%M:%S") -> pa.Array:
+    stamps = pa.array(np.asarray(seconds, np.int64), pa.int64()).cast(pa.timestamp("s", tz="UTC"))
+    return pc.strftime(stamps, format=fmt)
+
+
+_PRODUCT_CONTEXT = '","library":{"name":"analytics-node","version":"2.1.0"}}'
+_CRM_CONTEXT = '","library":{"name":"hubspot-workflows","version":"1.0.0"}}'
+
+
+class _Batch:
+    """Columns of one month's events, appended kind by kind."""
+
+    def __init__(self) -> None:
+        self.parts: list[pa.Table] = []
+
+    def add(
+        self,
+        ts: npt.NDArray[np.generic],
+        type_: str,
+        event: str | None,
+        user: pa.Array | None,
+        group: pa.Array,
+        properties: pa.Array | None,
+        traits: pa.Array | None = None,
+        context_tail: str = _PRODUCT_CONTEXT,
+    ) -> None:
+        n = len(ts)
+        if n == 0:
+            return
+        nulls = pa.nulls(n, pa.string())
+        self.parts.append(
+            pa.table(
+                {
+                    "ts": pa.array(np.asarray(ts, np.int64) * 1000, pa.int64()),
+                    "type": pa.array([type_] * n, pa.string()),
+                    "event": pa.array([event] * n, pa.string()),
+                    "user_id": user if user is not None else nulls,
+                    "group_id": group,
+                    "properties": properties if properties is not None else nulls,
+                    "traits": traits if traits is not None else nulls,
+                    "context": _join('{"groupId":"', group, context_tail),
+                }
+            )
+        )
+
+    def table(self, prefix: str, month: int) -> pa.Table:
+        if not self.parts:
+            return EVENT_SCHEMA.empty_table()
+        data = pa.concat_tables(self.parts)
+        data = data.take(
+            pc.sort_indices(data, [("ts", "ascending")])
+        )  # stable: ties keep kind order
+        n = data.num_rows
+        ids = _ids(f"{prefix}-m{month:03d}-", np.arange(n, dtype=np.int64), 8)
+        return pa.table(
+            {
+                "message_id": ids,
+                "type": data["type"],
+                "event": data["event"],
+                "user_id": data["user_id"],
+                "anonymous_id": pa.nulls(n, pa.string()),
+                "group_id": data["group_id"],
+                "timestamp": data["ts"].cast(pa.timestamp("ms", tz="UTC")),
+                "properties": data["properties"],
+                "traits": data["traits"],
+                "context": data["context"],
+            },
+            schema=EVENT_SCHEMA,
+        )
+
+
+def events_of_month(world: World, facts: MonthFacts, prefix: str) -> pa.Table:
+    """Every Segment event of *facts*, sorted by time, with deterministic message ids."""
+    cfg: SimulationConfig = world.config
+    s = world.state
+    acc_of = world.users.account
+    b = _Batch()
+
+    # --- the CRM funnel, as a CRM-to-Segment sync sends it (see docs/simulator.md)
+    won = facts.opp_won
+    group = pc.if_else(
+        pa.array(won), account_id(np.maximum(facts.opp_account, 0)), prospect_id(facts.opp_prospect)
+    )
+    contact_email = pc.if_else(
+        pa.array(won),
+        user_email(world, np.maximum(facts.opp_contact_user, 0)),
+        _prospect_email(facts.opp_prospect),
+    )
+    opp = _ids("deal_", facts.opp_id, 7)
+    lead = _ids("lead_", facts.opp_prospect, 7)
+    lead_props = _join(
+        '{"lead_id":"', lead, '","lead_source":"inbound","email":"', contact_email, '"}'
+    )
+    b.add(
+        facts.opp_lead_ts,
+        "track",
+        "Lead Created",
+        None,
+        group,
+        lead_props,
+        context_tail=_CRM_CONTEXT,
+    )
+    qualified = (facts.opp_lead_ts + facts.opp_created_ts) // 2
+    b.add(qualified, "track", "Lead Qualified", None, group, lead_props, context_tail=_CRM_CONTEXT)
+    amount = _num(facts.opp_amount)
+    opp_props = _join(
+        '{"opportunity_id":"',
+        opp,
+        '","amount":',
+        amount,
+        ',"currency":"USD","stage":"discovery","email":"',
+        contact_email,
+        '"}',
+    )
+    b.add(
+        facts.opp_created_ts,
+        "track",
+        "Opportunity Created",
+        None,
+        group,
+        opp_props,
+        context_tail=_CRM_CONTEXT,
+    )
+    stages = ("discovery", "demo", "proposal", "negotiation")
+    for k in range(1, len(stages)):
+        reached = facts.opp_stage_ts[:, k] >= 0
+        idx = np.flatnonzero(reached)
+        props = _join(
+            '{"opportunity_id":"',
+            opp.take(idx),
+            f'","stage":"{stages[k]}","previous_stage":"{stages[k - 1]}","amount":',
+            amount.take(idx),
+            ',"email":"',
+            contact_email.take(idx),
+            '"}',
+        )
+        b.add(
+            facts.opp_stage_ts[idx, k],
+            "track",
+            "Opportunity Stage Changed",
+            None,
+            group.take(idx),
+            props,
+            context_tail=_CRM_CONTEXT,
+        )
+    for flag, name in ((won, "Opportunity Won"), (~won, "Opportunity Lost")):
+        idx = np.flatnonzero(flag)
+        props = _join(
+            '{"opportunity_id":"',
+            opp.take(idx),
+            '","amount":',
+            amount.take(idx),
+            ',"currency":"USD","email":"',
+            contact_email.take(idx),
+            '"}',
+        )
+        b.add(
+            facts.opp_close_ts[idx],
+            "track",
+            name,
+            None,
+            group.take(idx),
+            props,
+            context_tail=_CRM_CONTEXT,
+        )
+    extra_email = _prospect_email(facts.extra_lead_prospect)
+    extra_props = _join(
+        '{"lead_id":"',
+        _ids("lead_", facts.extra_lead_prospect, 7),
+        '","lead_source":"inbound","email":"',
+        extra_email,
+        '"}',
+    )
+    b.add(
+        facts.extra_lead_ts,
+        "track",
+        "Lead Created",
+        None,
+        prospect_id(facts.extra_lead_prospect),
+        extra_props,
+        context_tail=_CRM_CONTEXT,
+    )
+
+    # --- new accounts: Account Created and a group call from their first user
+    new = facts.new_accounts
+    if len(new):
+        first = s.champion[new]
+        gid = account_id(new)
+        plan = _pick(PLANS, s.plan[new])
+        b.add(
+            s.start_ts[new],
+            "track",
+            "Account Created",
+            user_id(first),
+            gid,
+            _join('{"account_name":"', account_name(new), '"}'),
+        )
+        traits = _join(
+            '{"name":"',
+            account_name(new),
+            '","industry":"',
+            _pick(INDUSTRIES, new * 3),
+            '","plan":"',
+            plan,
+            '","employees":',
+            _num(s.seats[new] * 8 + 5),
+            "}",
+        )
+        b.add(s.start_ts[new] + 1, "group", None, user_id(first), gid, None, traits)
+
+    # --- customers from before the window: the product identifies them on their first visit
+    if facts.month == 0:
+        old = np.flatnonzero(s.start_ts[: s.n] < facts.start).astype(np.int64)
+        ou = np.flatnonzero(np.isin(acc_of, old)).astype(np.int64)
+        stamp_u = facts.start + (ou * 7919) % (3 * 86_400)
+        traits = _join(
+            '{"email":"',
+            user_email(world, ou),
+            '","name":"',
+            user_name(ou),
+            '","title":"',
+            _pick(_TITLES, ou),
+            '"}',
+        )
+        b.add(stamp_u, "identify", None, user_id(ou), account_id(acc_of[ou]), None, traits)
+        gtraits = _join(
+            '{"name":"',
+            account_name(old),
+            '","industry":"',
+            _pick(INDUSTRIES, old * 3),
+            '","plan":"',
+            _pick(PLANS, s.plan[old]),
+            '"}',
+        )
+        b.add(
+            facts.start + (old * 104729) % 86_400,
+            "group",
+            None,
+            user_id(world.first_user(old)),
+            account_id(old),
+            None,
+            gtraits,
+        )
+
+    # --- new users: identify, Signed Up, and the invite that brought them
+    nu = facts.new_users
+    if len(nu):
+        uacc = acc_of[nu]
+        uid, gid = user_id(nu), account_id(uacc)
+        created = world.users.created_ts[nu]
+        traits = _join(
+            '{"email":"',
+            user_email(world, nu),
+            '","name":"',
+            user_name(nu),
+            '","title":"',
+            _pick(_TITLES, nu),
+            '"}',
+        )
+        b.add(created, "identify", None, uid, gid, None, traits)
+        invited = facts.new_user_inviter >= 0
+        kind = pc.if_else(pa.array(invited), "invited", "organic")
+        b.add(created + 1, "track", "Signed Up", uid, gid, _join('{"type":"', kind, '"}'))
+        inv = np.flatnonzero(invited)
+        b.add(
+            created[inv] - 600,
+            "track",
+            "Invite Sent",
+            user_id(facts.new_user_inviter[inv]),
+            gid.take(inv),
+            _join('{"invitee_email":"', user_email(world, nu[inv]), '","invitee_role":"member"}'),
+        )
+    if len(facts.removed_users):
+        b.add(
+            facts.removed_ts,
+            "track",
+            "Account Removed User",
+            user_id(facts.removed_users),
+            account_id(acc_of[facts.removed_users]),
+            _s(["{}"] * len(facts.removed_users)),
+        )
+
+    # --- usage
+    b.add(
+        facts.session_ts,
+        "track",
+        "Signed In",
+        user_id(facts.session_user),
+        account_id(acc_of[facts.session_user]),
+        _s(["{}"] * len(facts.session_ts)) if len(facts.session_ts) else None,
+    )
+    if len(facts.feature_ts):
+        props = _join('{"feature":"', _pick(cfg.usage.features, facts.feature_index), '"}')
+        b.add(
+            facts.feature_ts,
+            "track",
+            "Feature Used",
+            user_id(facts.feature_user),
+            account_id(acc_of[facts.feature_user]),
+            props,
+        )
+
+    # --- seat changes, as the product's billing page reports them
+    ca = facts.change_account
+    if len(ca):
+        price = world.price[s.plan[ca]]
+        props = _join(
+            '{"plan":"',
+            _pick(PLANS, s.plan[ca]),
+            '","seats":',
+            _num(facts.change_seats_after),
+            ',"mrr":',
+            _num(facts.change_seats_after * price),
+            ',"previous_mrr":',
+            _num(facts.change_seats_before * price),
+            ',"currency":"USD","interval":"',
+            pc.if_else(pa.array(s.annual[ca]), "year", "month"),
+            '","subscription_id":"',
+            _ids("sub_", ca, 6),
+            '"}',
+        )
+        b.add(
+            facts.change_ts,
+            "track",
+            "Subscription Changed",
+            user_id(np.where(s.champion[ca] >= 0, s.champion[ca], world.first_user(ca))),
+            account_id(ca),
+            props,
+        )
+
+    # --- NPS
+    if len(facts.nps_user):
+        props = _join('{"score":', _num(facts.nps_score), "}")
+        b.add(
+            facts.nps_ts,
+            "track",
+            "NPS Submitted",
+            user_id(facts.nps_user),
+            account_id(acc_of[facts.nps_user]),
+            props,
+        )
+    return b.table(prefix, facts.month)

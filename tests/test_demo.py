@@ -1,4 +1,4 @@
-"""End to end: the demo loads the bundled sample company and stitches it."""
+"""End to end: the demo loads a company (the bundled sample, or a simulated one) and stitches it."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ AFTER_SAMPLE = fixed_clock(dt.datetime(2025, 1, 1, tzinfo=dt.UTC))
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("demo") / "company"
-    run_demo(root, clock=AFTER_SAMPLE)
+    run_demo(root, sample=True, clock=AFTER_SAMPLE)
     return root
 
 
@@ -71,7 +71,7 @@ def test_demo_profiles_join_product_crm_billing_and_support(demo: Path) -> None:
 
 
 def test_demo_again_adds_nothing(demo: Path) -> None:
-    report = run_demo(demo, clock=AFTER_SAMPLE)
+    report = run_demo(demo, sample=True, clock=AFTER_SAMPLE)
     assert report.ingest.loaded == 0
     assert report.ingest.quarantined == 0
     assert report.ingest.duplicates == 5529
@@ -92,3 +92,24 @@ def test_cli_demo_status_and_profile(demo: Path) -> None:
     result = runner.invoke(app, ["profile", "nobody@x.io", "-p", str(demo)])
     assert result.exit_code == 1
     assert "no profile has the identifier 'nobody@x.io'" in result.stderr
+
+
+def test_simulated_demo_loads_cleanly_and_is_repeatable(tmp_path: Path) -> None:
+    root = tmp_path / "sim-demo"
+    first = run_demo(root, accounts=120, months=6, seed=3)
+    assert first.simulation is not None
+    assert first.ingest.quarantined == 0
+    segment = sum(i.loaded for i in first.ingest.inputs if i.format == "segment-parquet")
+    assert segment == first.simulation.events
+    assert first.stitch.profiles > first.simulation.accounts  # several users per account
+    assert first.example_profile.startswith("u")
+    # the truth stays out of the lake
+    assert (root / "simulation" / "truth").is_dir()
+    with Project.open(root) as project:
+        sources = project.warehouse.backend.to_pyarrow(
+            project.warehouse.events().select("source").distinct()
+        ).column("source")
+        assert set(sources.to_pylist()) == {"segment", "stripe", "zendesk"}
+        assert find_profile(project.warehouse, first.example_profile).account is not None
+    again = run_demo(root, accounts=120, months=6, seed=3)
+    assert (again.ingest.loaded, again.ingest.duplicates) == (0, first.ingest.loaded)

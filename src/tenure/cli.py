@@ -21,7 +21,13 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from tenure.errors import ConfigError, TenureError
@@ -132,7 +138,7 @@ def _progress() -> tuple[Progress, Callable[[str, int, int | None], None]]:
     bar = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        DownloadColumn(binary_units=True),
+        TaskProgressColumn(),
         TimeRemainingColumn(),
         console=err,
         transient=True,
@@ -487,25 +493,96 @@ def profile(
     render_profile(out, view)
 
 
+# ---------------------------------------------------------------- simulate
+def _simulation_lines(report: Any) -> list[str]:
+    return [
+        f"{report.accounts:,} accounts × {report.months} months from {report.start} "
+        f"(seed {report.seed}): {report.events:,} events, {report.invoices:,} invoices, "
+        f"{report.tickets:,} tickets, {report.opportunities:,} opportunities",
+        f"monthly logo churn {report.monthly_logo_churn:.1%} · NRR {report.nrr:.0%} "
+        f"(last {report.nrr_months} months) · win rate {report.win_rate:.0%} · "
+        f"MRR {report.mrr_start:,.0f} → {report.mrr_end:,.0f}",
+    ]
+
+
+@app.command()
+def simulate(
+    out_dir: Annotated[Path, typer.Argument(help="Where to write events, exports and truth.")],
+    accounts: Annotated[int | None, typer.Option(help="Customer accounts (default 2,000).")] = None,
+    months: Annotated[int | None, typer.Option(help="Months simulated (default 24).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed, the same files.")] = 42,
+    config: Annotated[
+        Path | None, typer.Option(help="YAML file overriding any simulation parameter.")
+    ] = None,
+    event_format: Annotated[
+        str | None, typer.Option("--format", help="Events as parquet (default) or jsonl.")
+    ] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Simulate a SaaS company with known ground truth (events, exports, truth/)."""
+    from tenure.simulate import load_simulation_config
+    from tenure.simulate import simulate as run_simulation
+
+    overrides: dict[str, Any] = {}
+    for key, value in (("accounts", accounts), ("months", months), ("format", event_format)):
+        if value is not None:
+            overrides[key] = value
+    with _errors():
+        settings = load_simulation_config(config, **overrides)
+        bar, advance = _progress()
+        with bar:
+            report = run_simulation(
+                out_dir,
+                settings,
+                seed=seed,
+                progress=lambda done, total: advance("simulating months", done, total),
+            )
+    if json_out:
+        _print_json(report)
+        return
+    for line in _simulation_lines(report):
+        out.print(line)
+    out.print(
+        f"ingest with a clock at or after {report.end}: "
+        f"tenure ingest {out_dir / 'events'} {out_dir / 'exports'} (never {out_dir / 'truth'})"
+    )
+
+
 # -------------------------------------------------------------------- demo
 @app.command()
 def demo(
     directory: Annotated[Path, typer.Argument(help="Where to create the demo project.")] = Path(
         "tenure-demo"
     ),
+    accounts: Annotated[int, typer.Option(help="Accounts of the simulated company.")] = 2000,
+    months: Annotated[int, typer.Option(help="Months simulated.")] = 24,
+    seed: Annotated[int, typer.Option(help="Random seed of the simulation.")] = 42,
+    sample: Annotated[
+        bool, typer.Option("--sample", help="Load the small bundled sample company instead.")
+    ] = False,
     json_out: JsonOption = False,
 ) -> None:
-    """Create a demo project, ingest the bundled sample company, stitch identities, report."""
+    """Simulate a company, ingest it, stitch identities and report (or --sample)."""
     from tenure.demo import run_demo
 
     with _errors():
         bar, advance = _progress()
         with bar:
-            result = run_demo(directory, progress=advance)
+            result = run_demo(
+                directory,
+                accounts=accounts,
+                months=months,
+                seed=seed,
+                sample=sample,
+                progress=advance,
+            )
     if json_out:
         _print_json(result)
         return
     out.print(f"[bold green]demo project[/] {result.project}")
+    if result.simulation is not None:
+        for line in _simulation_lines(result.simulation):
+            out.print(line)
     out.print(_ingest_table(result.ingest))
     out.print(
         f"identities: {result.stitch.profiles:,} profiles, {result.stitch.accounts:,} accounts, "

@@ -1,24 +1,30 @@
-"""``tenure demo``: a project with the bundled sample company, loaded and stitched.
+"""``tenure demo``: a project loaded with a company's data, stitched and reported.
 
-The sample (``tenure/samples/saas``) is small and static: six months of
-Segment events of eight accounts plus the same company's Stripe, HubSpot and
-Zendesk exports, with a few deliberately broken records so the quarantine has
-something to show. It is copied into the project (``sample/``) so the files and
-the project's own mappings for its HubSpot exports can be read and edited.
-The Simulator replaces it with a generated company.
+By default the company is simulated (:mod:`tenure.simulate`, 2,000 accounts
+over 24 months): its events and exports are written to ``simulation/`` in the
+project, ingested as of the end of the simulated window, and stitched; the
+ground truth stays in ``simulation/truth`` for evaluation. ``sample=True`` loads
+the small bundled sample instead (eight accounts, hand-made exports with a
+custom HubSpot property and deliberately broken records), which is also what
+the tests use to check identity edge cases.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
+import ibis
+
 from tenure.collect import IngestReport, Progress, ingest
 from tenure.config import CONFIG_FILENAME, default_config_text
 from tenure.identity import StitchReport, stitch
-from tenure.project import Clock, init_project, utc_now
+from tenure.project import Clock, Project, init_project
+from tenure.simulate import SimulationReport, load_simulation_config, simulate
 
 __all__ = ["DemoResult", "run_demo", "sample_dir"]
 
@@ -40,6 +46,7 @@ _SOURCES = """sources:
 @dataclass(frozen=True, slots=True)
 class DemoResult:
     project: str
+    simulation: SimulationReport | None  # None when the bundled sample was loaded
     ingest: IngestReport
     stitch: StitchReport
     example_profile: str
@@ -49,28 +56,68 @@ def sample_dir() -> Path:
     return Path(str(files("tenure") / "samples" / "saas"))
 
 
-def _demo_config() -> str:
+def _sample_config() -> str:
     text = default_config_text()
-    start = text.index("sources: {}")
-    return text[:start] + _SOURCES
+    return text[: text.index("sources: {}")] + _SOURCES
+
+
+def _busiest_user(project: Project) -> str:
+    """A user id of the profile with the most events: a good first `tenure profile`."""
+    profiles = project.warehouse.table("profiles")
+    top = profiles.filter(profiles.user_ids.length() > 0).order_by(
+        [ibis.desc("event_count"), "profile_id"]
+    )
+    rows = project.warehouse.backend.to_pyarrow(top.select("user_ids").limit(1)).to_pylist()
+    return str(rows[0]["user_ids"][0]) if rows else ""
 
 
 def run_demo(
-    directory: Path, *, clock: Clock = utc_now, progress: Progress | None = None
+    directory: Path,
+    *,
+    accounts: int = 2000,
+    months: int = 24,
+    seed: int = 42,
+    sample: bool = False,
+    clock: Clock | None = None,
+    progress: Progress | None = None,
 ) -> DemoResult:
-    """Create (or reuse) a project in *directory*, ingest the sample, stitch identities.
+    """Create (or reuse) a project in *directory*, load a company into it, stitch identities.
 
     Running it again loads nothing new: every record is already in the lake.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    if not (directory / CONFIG_FILENAME).exists():
-        (directory / CONFIG_FILENAME).write_text(_demo_config(), encoding="utf-8")
-    sample = directory / "sample"
-    shutil.copytree(sample_dir(), sample, dirs_exist_ok=True)
-    project = init_project(directory, clock=clock)
+    if sample:
+        if not (directory / CONFIG_FILENAME).exists():
+            (directory / CONFIG_FILENAME).write_text(_sample_config(), encoding="utf-8")
+        shutil.copytree(sample_dir(), directory / "sample", dirs_exist_ok=True)
+        project = init_project(directory, clock=clock) if clock else init_project(directory)
+        inputs, simulated = [directory / "sample"], None
+    else:
+        config = load_simulation_config(None, accounts=accounts, months=months)
+        out = directory / "simulation"
+        simulated = simulate(out, config, seed=seed, progress=_months(progress))
+        # the company is loaded as of the end of its simulated window
+        end = dt.datetime.combine(simulated.end, dt.time(), tzinfo=dt.UTC)
+        project = init_project(directory, clock=clock or _fixed(end))
+        inputs = [out / "events", out / "exports"]
     try:
-        report = ingest(project, [sample], progress=progress)
+        report = ingest(project, inputs, progress=progress)
         stitched = stitch(project)
+        example = "ada@acme.example" if sample else _busiest_user(project)
     finally:
         project.close()
-    return DemoResult(str(project.root), report, stitched, "ada@acme.example")
+    return DemoResult(str(project.root), simulated, report, stitched, example)
+
+
+def _fixed(at: dt.datetime) -> Clock:
+    return lambda: at
+
+
+def _months(progress: Progress | None) -> Callable[[int, int], None] | None:
+    if progress is None:
+        return None
+
+    def advance(done: int, total: int) -> None:
+        progress("simulating months", done, total)
+
+    return advance

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 from pathlib import Path
 
 import numpy as np
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
 from tenure.collect import ingest
-from tenure.errors import ConfigError
+from tenure.errors import ConfigError, NotFoundError
 from tenure.project import init_project
 from tenure.simulate import (
+    AcquisitionParams,
+    Action,
+    ActionEffectParams,
+    ActionType,
+    ChurnParams,
     EventFormat,
+    InterventionParams,
+    Simulation,
     SimulationConfig,
     SimulationReport,
     load_simulation_config,
@@ -46,10 +55,11 @@ def test_public_api_is_pinned() -> None:
     import tenure.simulate as module
 
     assert sorted(module.__all__) == [
-        "AcquisitionParams", "BillingParams", "ChurnParams", "EventFormat", "ExpansionParams",
-        "HealthParams", "SimulationConfig", "SimulationProgress", "SimulationReport",
-        "SupportParams", "SurveyParams", "UsageParams", "load_simulation_config",
-        "parse_simulation_config", "simulate",
+        "AcquisitionParams", "Action", "ActionEffectParams", "ActionType", "BillingParams",
+        "ChurnParams", "EventFormat", "ExpansionParams", "HealthParams", "InterventionParams",
+        "ResponseSegment", "Simulation", "SimulationConfig", "SimulationProgress",
+        "SimulationReport", "StepReport", "SupportParams", "SurveyParams", "UsageParams",
+        "load_simulation_config", "parse_simulation_config", "simulate",
     ]  # fmt: skip
 
 
@@ -149,3 +159,149 @@ def test_seeded_world_draws_do_not_depend_on_malformed_fraction(tmp_path: Path) 
     b = pq.read_table(tmp_path / "b" / "truth" / "account_months.parquet")
     assert a.equals(b)
     assert np.isfinite(clean.mrr_end)
+
+
+# --- interventions -------------------------------------------------------------------------
+
+#: every account a customer at the start, churn ≈ 5 %/month, a strong email effect
+TRIAL = SimulationConfig(
+    accounts=30_000,
+    months=1,
+    acquisition=AcquisitionParams(initial_customer_fraction=1.0),
+    churn=ChurnParams(intercept=-3.0),
+    interventions=InterventionParams(
+        email=ActionEffectParams(persuadable=-2.5, sleeping_dog=0.7, cost=0.05)
+    ),
+)
+
+
+def test_untreated_steps_write_the_same_bytes_as_simulate(tmp_path: Path) -> None:
+    report = simulate(tmp_path / "a", SMALL, seed=7)
+    with Simulation(tmp_path / "b", SMALL, seed=7) as simulation:
+        steps = [simulation.step() for _ in range(3)]
+        again = simulation.finish()  # runs the nine months left
+    assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
+    assert dataclasses.replace(again, out_dir=report.out_dir) == report
+    assert [s.month for s in steps] == [dt.date(2024, m, 1) for m in (1, 2, 3)]
+    assert all(s.churned == s.churned_without_actions and s.delivered == 0 for s in steps)
+
+
+def test_randomized_email_reproduces_its_average_effect(tmp_path: Path) -> None:
+    with Simulation(tmp_path / "out", TRIAL, seed=4) as simulation:
+        customers = simulation.customers
+        treat = np.random.default_rng(99).random(len(customers)) < 0.5
+        actions = [Action(type=ActionType.EMAIL, account_id=a) for a in np.array(customers)[treat]]
+        step = simulation.step(actions)
+        simulation.finish()
+    assert step.delivered == len(actions) == int(treat.sum())
+    assert step.action_cost == pytest.approx(0.05 * len(actions))
+    truth = pq.read_table(tmp_path / "out" / "truth" / "treatment_effects.parquet").to_pandas()
+    assert len(truth) == len(customers)
+    # the configured log-odds shift, by segment
+    by_segment = truth.groupby("response_segment")["effect_logodds_email"].agg(["min", "max"])
+    assert by_segment.loc["persuadable"].tolist() == [-2.5, -2.5]
+    assert by_segment.loc["sleeping_dog"].tolist() == [0.7, 0.7]
+    assert by_segment.loc[["sure_thing", "lost_cause"]].abs().max().max() == 0.0
+    shares = truth["response_segment"].value_counts(normalize=True)
+    assert shares["persuadable"] == pytest.approx(0.25, abs=0.02)
+    assert shares["sleeping_dog"] == pytest.approx(0.10, abs=0.02)
+    # the average treatment effect the truth states, and the one the experiment measures
+    ate = truth["effect_prob_email"].mean()
+    treated = truth["applied_email"].to_numpy()
+    assert treated.sum() == len(actions)
+    churned = truth["churned"].to_numpy()
+    p1, p0 = churned[treated].mean(), churned[~treated].mean()
+    se = np.sqrt(p1 * (1 - p1) / treated.sum() + p0 * (1 - p0) / (~treated).sum())
+    assert abs((p1 - p0) - ate) < 1.96 * se, (p1 - p0, ate, se)
+    # a real effect the experiment detects, not a null any interval would cover
+    assert ate < -2 * se
+    assert p1 - p0 < -se
+    # the realized counterfactual: untreated accounts are unchanged, treated ones moved
+    assert (truth.loc[~treated, "churned"] == truth.loc[~treated, "churned_without_actions"]).all()
+    assert (truth.loc[~treated, "hazard"] == truth.loc[~treated, "hazard_without_actions"]).all()
+
+
+def test_sleeping_dogs_churn_more_when_treated(tmp_path: Path) -> None:
+    with Simulation(tmp_path / "out", TRIAL, seed=5) as simulation:
+        customers = np.array(simulation.customers)
+        treat = np.random.default_rng(7).random(len(customers)) < 0.5
+        simulation.step([Action(type=ActionType.EMAIL, account_id=a) for a in customers[treat]])
+    truth = pq.read_table(tmp_path / "out" / "truth" / "treatment_effects.parquet").to_pandas()
+    dogs = truth[truth["response_segment"] == "sleeping_dog"]
+    rates = dogs.groupby("applied_email")["churned"].agg(["mean", "size"])
+    p1, n1 = rates.loc[True]
+    p0, n0 = rates.loc[False]
+    pooled = (p1 * n1 + p0 * n0) / (n1 + n0)
+    z = (p1 - p0) / np.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n0))
+    assert z > 3, (p1, p0, n1, n0)
+    treated_dogs = dogs[dogs["applied_email"]]
+    assert (treated_dogs["effect_prob_email"] >= 0).all()
+    # same draws: treating a sleeping dog can only add churn, never prevent it
+    assert (treated_dogs["churned"] >= treated_dogs["churned_without_actions"]).all()
+    assert treated_dogs["churned"].sum() > treated_dogs["churned_without_actions"].sum()
+
+
+def test_actions_emit_messages_that_ingest_cleanly_and_discounts_lower_mrr(
+    tmp_path: Path,
+) -> None:
+    out, config = tmp_path / "out", SMALL.model_copy(update={"months": 3})
+    with Simulation(out, config, seed=3) as simulation:
+        first = simulation.customers[:40]
+        actions = [Action(type=ActionType.EMAIL, account_id=a) for a in first[:20]]
+        actions += [Action(type=ActionType.IN_APP, user_id="usr_0000001")]
+        actions += [Action(type=ActionType.CSM_CALL, account_id=a) for a in first[20:30]]
+        actions += [
+            Action(type=ActionType.DISCOUNT, account_id=a, discount_pct=50) for a in first[30:]
+        ]
+        step = simulation.step(actions)
+        report = simulation.finish()
+    assert step.delivered == report.actions_delivered == len(actions)
+    assert step.discount_forgone > 0
+    assert report.action_cost == pytest.approx(20 * 0.05 + 0.01 + 10 * 40.0)
+    events = pq.read_table(out / "events" / "2024-01.parquet").to_pandas()
+    sent = events[events["event"] == "Message Sent"]
+    assert len(sent) == len(actions)
+    assert sent["properties"].str.contains('"channel":"csm_task"').sum() == 10
+    assert sent["properties"].str.contains('"campaign":"discount_50pct"').sum() == 10
+    assert (events["event"] == "Message Opened").sum() > 0
+    months = pq.read_table(out / "truth" / "account_months.parquet").to_pandas()
+    simulate(tmp_path / "plain", config, seed=3)
+    plain = pq.read_table(tmp_path / "plain" / "truth" / "account_months.parquet").to_pandas()
+    key = ["account_id", "month"]
+    jan = months[months["month"] == months["month"].min()].set_index(key)["mrr"]
+    plain_jan = plain[plain["month"] == plain["month"].min()].set_index(key)["mrr"]
+    discounted = [(a, jan.index[0][1]) for a in first[30:]]
+    assert (jan[discounted] / plain_jan[discounted]).round(9).tolist() == [0.5] * 10
+    _, quarantined, reasons = _ingest(tmp_path, out)
+    assert quarantined == 0, reasons
+
+
+def test_actions_on_unknown_accounts_are_refused_by_name(tmp_path: Path) -> None:
+    with Simulation(tmp_path / "out", SMALL, seed=1) as simulation:
+        with pytest.raises(NotFoundError, match=r"2 action\(s\) name no simulated.*'acct_999999'"):
+            simulation.step(
+                [
+                    Action(type=ActionType.EMAIL, account_id="acct_999999"),
+                    Action(type=ActionType.EMAIL, user_id="usr_9999999"),
+                ]
+            )
+        assert simulation.month == 0  # nothing ran
+    with pytest.raises(ValueError, match="discount_pct is required for a discount"):
+        Action(type=ActionType.DISCOUNT, account_id="acct_000001")
+    with pytest.raises(ValueError, match="exactly one of account_id"):
+        Action(type=ActionType.EMAIL)
+
+
+def test_every_event_lies_in_its_month_and_before_the_end(tmp_path: Path) -> None:
+    # a deal closed on a month's last day must not onboard users (or sessions) after it:
+    # an ingest as of the end of the window would quarantine them as future events
+    config = SimulationConfig(accounts=400, months=6)
+    report = simulate(tmp_path / "out", config, seed=11)
+    end = dt.datetime.combine(report.end, dt.time(), tzinfo=dt.UTC)
+    for path in sorted((tmp_path / "out" / "events").glob("*.parquet")):
+        stamps = pq.read_table(path, columns=["timestamp"]).column("timestamp")
+        month_start = dt.datetime.strptime(path.stem, "%Y-%m").replace(tzinfo=dt.UTC)
+        assert pc.min(stamps).as_py() >= month_start - dt.timedelta(days=400)
+        assert pc.max(stamps).as_py() < end, path.name
+        next_month = (month_start + dt.timedelta(days=32)).replace(day=1)
+        assert pc.max(stamps).as_py() < next_month, path.name

@@ -2,17 +2,20 @@
 
 ``simulate(out_dir, config, seed=…)`` writes what such a company's systems
 would send tenure (Segment events, Stripe and Zendesk exports) and, apart
-from them, the truth behind it (latent state, hazards, CLV). See
-docs/simulator.md.
+from them, the truth behind it (latent state, hazards, treatment effects, CLV).
+``Simulation(out_dir, config, seed=…).step(actions)`` runs it a month at a time
+with tenure's actions fed back in. See docs/simulator.md.
 """
 
 from tenure.simulate._config import (
     AcquisitionParams,
+    ActionEffectParams,
     BillingParams,
     ChurnParams,
     EventFormat,
     ExpansionParams,
     HealthParams,
+    InterventionParams,
     SimulationConfig,
     SupportParams,
     SurveyParams,
@@ -20,18 +23,32 @@ from tenure.simulate._config import (
     load_simulation_config,
     parse_simulation_config,
 )
-from tenure.simulate._simulate import SimulationProgress, SimulationReport, simulate
+from tenure.simulate._interventions import Action, ActionType, ResponseSegment
+from tenure.simulate._simulate import (
+    Simulation,
+    SimulationProgress,
+    SimulationReport,
+    StepReport,
+    simulate,
+)
 
 __all__ = [
     "AcquisitionParams",
+    "Action",
+    "ActionEffectParams",
+    "ActionType",
     "BillingParams",
     "ChurnParams",
     "EventFormat",
     "ExpansionParams",
     "HealthParams",
+    "InterventionParams",
+    "ResponseSegment",
+    "Simulation",
     "SimulationConfig",
     "SimulationProgress",
     "SimulationReport",
+    "StepReport",
     "SupportParams",
     "SurveyParams",
     "UsageParams",

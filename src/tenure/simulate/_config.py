@@ -19,11 +19,13 @@ from tenure.errors import ConfigError, ConfigProblem
 
 __all__ = [
     "AcquisitionParams",
+    "ActionEffectParams",
     "BillingParams",
     "ChurnParams",
     "EventFormat",
     "ExpansionParams",
     "HealthParams",
+    "InterventionParams",
     "SimulationConfig",
     "SupportParams",
     "SurveyParams",
@@ -187,6 +189,52 @@ class ChurnParams(_Params):
     discount_rate: float = Field(default=0.10, ge=0)
 
 
+class ActionEffectParams(_Params):
+    """The true effect of one action type: a log-odds shift of that month's voluntary churn
+    hazard, by response segment (negative lowers churn), and what one delivery costs."""
+
+    persuadable: float = -1.0
+    sure_thing: float = 0.0
+    lost_cause: float = 0.0
+    sleeping_dog: float = 0.6
+    #: Cost of one delivered action, USD (a discount's forgone revenue is counted apart).
+    cost: float = Field(default=0.0, ge=0)
+
+
+class InterventionParams(_Params):
+    """Who responds to tenure's actions, and how (see docs/simulator.md, Interventions)."""
+
+    #: Shares of the response segments among won accounts: persuadable, sure thing,
+    #: lost cause, sleeping dog. Which segment an account is in leans on its traits.
+    segment_shares: tuple[float, float, float, float] = (0.25, 0.40, 0.25, 0.10)
+    email: ActionEffectParams = ActionEffectParams(persuadable=-0.8, sleeping_dog=0.5, cost=0.05)
+    in_app: ActionEffectParams = ActionEffectParams(persuadable=-0.5, sleeping_dog=0.3, cost=0.01)
+    csm_call: ActionEffectParams = ActionEffectParams(
+        persuadable=-1.5, lost_cause=-0.2, sleeping_dog=0.9, cost=40.0
+    )
+    #: A discount's effect at discount_reference_pct; it scales linearly with the percentage.
+    discount: ActionEffectParams = ActionEffectParams(
+        persuadable=-1.2, lost_cause=-0.3, sleeping_dog=0.4, cost=0.0
+    )
+    discount_reference_pct: float = Field(default=20.0, gt=0, le=100)
+    #: Months (the month of the offer included) a discount lowers the price.
+    discount_months: int = Field(default=3, ge=1)
+    #: Probability that a delivered message is opened (email, in-app) and that an opened
+    #: one is clicked, for an account of average engagement; engagement and segment move them.
+    email_open_rate: float = Field(default=0.35, gt=0, lt=1)
+    in_app_open_rate: float = Field(default=0.6, gt=0, lt=1)
+    click_rate: float = Field(default=0.15, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _shares_sum_to_one(self) -> InterventionParams:
+        shares = self.segment_shares
+        if abs(sum(shares) - 1.0) > 1e-6 or min(shares) <= 0:
+            raise ValueError(
+                f"segment_shares must be four positive shares summing to 1, got {shares}"
+            )
+        return self
+
+
 class SimulationConfig(_Params):
     """All parameters of a simulated B2B SaaS company. Counts come from the caller."""
 
@@ -205,6 +253,7 @@ class SimulationConfig(_Params):
     expansion: ExpansionParams = ExpansionParams()
     billing: BillingParams = BillingParams()
     churn: ChurnParams = ChurnParams()
+    interventions: InterventionParams = InterventionParams()
 
     @model_validator(mode="after")
     def _first_of_month(self) -> SimulationConfig:

@@ -8,6 +8,9 @@ the account or user number, so they need no random draws.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import NamedTuple
+
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
@@ -18,6 +21,7 @@ from tenure.simulate._world import MonthFacts, World
 
 __all__ = [
     "EVENT_SCHEMA",
+    "MessageBatch",
     "account_domain",
     "account_id",
     "account_name",
@@ -225,6 +229,17 @@ def fmt_time(seconds: npt.NDArray[np.generic], fmt: str = "%Y-%m-%d %H:%M:%S") -
 
 _PRODUCT_CONTEXT = '","library":{"name":"analytics-node","version":"2.1.0"}}'
 _CRM_CONTEXT = '","library":{"name":"hubspot-workflows","version":"1.0.0"}}'
+_TENURE_CONTEXT = '","library":{"name":"tenure","version":"simulated"}}'
+
+
+class MessageBatch(NamedTuple):
+    """Messaging events of one name (``Message Delivered``, …) for delivered actions."""
+
+    event: str
+    ts: npt.NDArray[np.int64]
+    users: npt.NDArray[np.int64]
+    accounts: npt.NDArray[np.int64]
+    properties: pa.Array
 
 
 class _Batch:
@@ -289,8 +304,10 @@ class _Batch:
         )
 
 
-def events_of_month(world: World, facts: MonthFacts, prefix: str) -> pa.Table:
-    """Every Segment event of *facts*, sorted by time, with deterministic message ids."""
+def events_of_month(
+    world: World, facts: MonthFacts, prefix: str, messages: Sequence[MessageBatch] = ()
+) -> pa.Table:
+    """Every Segment event of *facts* and *messages*, sorted by time, with deterministic ids."""
     cfg: SimulationConfig = world.config
     s = world.state
     acc_of = world.users.account
@@ -523,7 +540,7 @@ def events_of_month(world: World, facts: MonthFacts, prefix: str) -> pa.Table:
     # --- seat changes, as the product's billing page reports them
     ca = facts.change_account
     if len(ca):
-        price = world.price[s.plan[ca]]
+        price = world.price[s.plan[ca]] * (1.0 - s.discount[ca])
         props = _join(
             '{"plan":"',
             _pick(PLANS, s.plan[ca]),
@@ -558,5 +575,17 @@ def events_of_month(world: World, facts: MonthFacts, prefix: str) -> pa.Table:
             user_id(facts.nps_user),
             account_id(acc_of[facts.nps_user]),
             props,
+        )
+
+    # --- what tenure's delivery channels report back about the month's actions
+    for batch in messages:
+        b.add(
+            batch.ts,
+            "track",
+            batch.event,
+            user_id(batch.users),
+            account_id(batch.accounts),
+            batch.properties,
+            context_tail=_TENURE_CONTEXT,
         )
     return b.table(prefix, facts.month)

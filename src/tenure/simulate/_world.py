@@ -21,7 +21,15 @@ import numpy.typing as npt
 
 from tenure.simulate._config import SimulationConfig
 
-__all__ = ["SECONDS_PER_DAY", "AccountState", "MonthFacts", "World", "month_bounds"]
+__all__ = [
+    "SECONDS_PER_DAY",
+    "AccountState",
+    "MonthFacts",
+    "World",
+    "compose_hazard",
+    "month_bounds",
+    "sigmoid",
+]
 
 F = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
@@ -39,8 +47,22 @@ def month_bounds(config: SimulationConfig, month: int) -> tuple[int, int]:
     return start, end
 
 
-def _sigmoid(x: F) -> F:
+def sigmoid(x: F) -> F:
     return 1.0 / (1.0 + np.exp(-x))
+
+
+def compose_hazard(
+    logit: F, annual: B, renewal: B, involuntary: F, renewal_months_equivalent: float
+) -> F:
+    """The month's churn hazard from the voluntary logit: annual plans churn only at renewal,
+    where a year of monthly hazard applies; an unrecovered failed payment adds *involuntary*."""
+    voluntary = sigmoid(logit)
+    voluntary = np.where(
+        annual,
+        np.where(renewal, 1 - (1 - voluntary) ** renewal_months_equivalent, 0.0),
+        voluntary,
+    )
+    return np.asarray(1 - (1 - voluntary) * (1 - involuntary), np.float64)
 
 
 @dataclass
@@ -67,14 +89,16 @@ class AccountState:
     failed_unrecovered: B = field(init=False)  # last month's charge failed for good
     revenue: F = field(init=False)  # invoiced and paid within the window
     discounted_revenue: F = field(init=False)  # the same, discounted to the acquisition month
+    discount: F = field(init=False)  # price reduction (0..1) from a discount offer
+    discount_until: Ints = field(init=False)  # first month the discount no longer applies
 
     def __post_init__(self) -> None:
         n = self.capacity
         for name in ("fit", "engagement", "price_sensitivity", "health", "usage_log_ratio"):
             setattr(self, name, np.zeros(n))
-        for name in ("revenue", "discounted_revenue"):
+        for name in ("revenue", "discounted_revenue", "discount"):
             setattr(self, name, np.zeros(n))
-        for name in ("plan", "seats", "start_ts", "billing_day", "open_tickets"):
+        for name in ("plan", "seats", "start_ts", "billing_day", "open_tickets", "discount_until"):
             setattr(self, name, np.zeros(n, np.int64))
         for name in ("churn_ts", "champion", "champion_lost_months"):
             setattr(self, name, np.full(n, -1, np.int64))
@@ -82,7 +106,8 @@ class AccountState:
             setattr(self, name, np.zeros(n, np.bool_))
 
     def mrr(self, accounts: Ints, price: F) -> F:
-        return np.asarray(self.seats[accounts] * price[self.plan[accounts]], np.float64)
+        list_price = self.seats[accounts] * price[self.plan[accounts]]
+        return np.asarray(list_price * (1.0 - self.discount[accounts]), np.float64)
 
 
 @dataclass
@@ -165,6 +190,14 @@ class MonthFacts:
     truth_mrr: F
     truth_champion: B
     truth_open_tickets: Ints
+    # the hazard's parts, for counterfactuals: the voluntary logit before any action
+    # (noise included), the plan's renewal state and the involuntary hazard
+    truth_logit: F
+    truth_annual: B
+    truth_renewal: B
+    truth_involuntary: F
+    truth_hazard_untreated: F  # the hazard had no action been taken
+    truth_churned_untreated: B  # whether the account would have churned with no action
 
 
 class World:
@@ -208,7 +241,7 @@ class World:
             + acq.win_fit_effect * fit
             - acq.win_price_effect * (price - 0.3)
         )
-        return fit, price, _sigmoid(logit)
+        return fit, price, sigmoid(logit)
 
     def _draw_wins(self, wins: int) -> tuple[tuple[F, F], F, F, F, B]:
         """Prospects in order until *wins* of them are won: (won latents), all fit/price/p/won."""
@@ -234,7 +267,10 @@ class World:
         p_all, won_all = np.concatenate(probs), np.concatenate(won)
         return (fit_all[won_all], price_all[won_all]), fit_all, price_all, p_all, won_all
 
-    def _acquire(self, latents: tuple[F, F], start_ts: Ints) -> tuple[Ints, Ints]:
+    def _acquire(
+        self, latents: tuple[F, F], start_ts: Ints, until: int | None = None
+    ) -> tuple[Ints, Ints]:
+        """New customer accounts starting at *start_ts*, their users created before *until*."""
         """Add accounts with the given latents; return (account numbers, their first users)."""
         cfg, s, rng = self.config, self.state, self.rng
         fit, price = latents
@@ -260,18 +296,24 @@ class World:
         created = np.repeat(start_ts, s.seats[idx]) + rng.integers(
             0, 3 * SECONDS_PER_DAY, len(owners)
         )
-        firsts = np.concatenate([[0], np.cumsum(s.seats[idx])[:-1]]).astype(np.int64)
+        if until is not None:  # a deal closed on the month's last day onboards within it
+            # (a minute's margin: sign-up events follow their user's creation by seconds)
+            created = np.minimum(created, until - 60)
+        firsts = (np.cumsum(s.seats[idx]) - s.seats[idx]).astype(np.int64)  # empty when n == 0
         created[firsts] = start_ts  # the buyer exists from the start
         users = self.users.add(owners, created, rng)
         s.champion[idx] = users[firsts]
         return idx, users
 
     # ------------------------------------------------------------------ the month
-    def advance(self) -> MonthFacts:
+    def advance(self, logit_shift: F | None = None) -> MonthFacts:
+        """Run the next month. *logit_shift* (one value per account number, or None) moves
+        this month's voluntary churn logit: the treatment effect of the month's actions."""
         cfg, s, rng, users = self.config, self.state, self.rng, self.users
         m = self.month
         start, end = month_bounds(cfg, m)
         span = end - start
+        s.discount[: s.n][s.discount_until[: s.n] <= m] = 0.0
 
         # 1. who is a customer at the start of the month, and their hazard
         alive = np.flatnonzero(s.churn_ts[: s.n] < 0).astype(np.int64)
@@ -290,19 +332,25 @@ class World:
             + ch.early_tenure * (tenure_months < 3)
             + rng.normal(0.0, ch.noise_sd, len(alive))
         )
-        voluntary = _sigmoid(logit)
         months_since_start = np.round((start - s.start_ts[alive]) / (30.44 * SECONDS_PER_DAY))
         renewal = (months_since_start % 12 == 0) & (months_since_start > 0)
         annual = s.annual[alive]
-        voluntary = np.where(
-            annual,
-            np.where(renewal, 1 - (1 - voluntary) ** ch.renewal_months_equivalent, 0.0),
-            voluntary,
-        )
         involuntary = np.where(s.failed_unrecovered[alive], cfg.billing.involuntary_churn, 0.0)
-        hazard = 1 - (1 - voluntary) * (1 - involuntary)
+        untreated = compose_hazard(
+            logit, annual, renewal, involuntary, ch.renewal_months_equivalent
+        )
+        hazard = untreated
+        if logit_shift is not None:
+            hazard = compose_hazard(
+                logit + logit_shift[alive],
+                annual,
+                renewal,
+                involuntary,
+                ch.renewal_months_equivalent,
+            )
         u = rng.random(len(alive))
         churn_now = u < hazard
+        churned_untreated = u < untreated
         churn_invol = churn_now & (rng.random(len(alive)) * hazard < involuntary)
         churn_at = start + rng.integers(0, span, len(alive))
         churned = alive[churn_now]
@@ -346,6 +394,14 @@ class World:
         lo = np.maximum(live_from[pos[s_acc]], users.created_ts[session_user])
         hi = live_to[pos[s_acc]]
         session_ts = lo + (rng.random(len(session_user)) * np.maximum(hi - lo, 1)).astype(np.int64)
+        # no session before the user exists or after the account's month ends
+        keep = lo < hi
+        session_user, s_acc, session_ts, hi = (
+            session_user[keep],
+            s_acc[keep],
+            session_ts[keep],
+            hi[keep],
+        )
         n_feat = rng.poisson(uc.features_per_session, len(session_user))
         feature_user = np.repeat(session_user, n_feat)
         feature_ts = np.repeat(session_ts, n_feat) + rng.integers(30, 1800, len(feature_user))
@@ -381,7 +437,7 @@ class World:
             np.int64
         )
         rated = (ticket_solved >= 0) & (rng.random(len(ticket_account)) < sp.csat_response_rate)
-        good = rng.random(len(ticket_account)) < _sigmoid(
+        good = rng.random(len(ticket_account)) < sigmoid(
             1.8 + 0.8 * s.health[ticket_account] - 0.5 * np.log(hours / 24)
         )
         csat = np.where(rated, good.astype(np.int64), -1)
@@ -437,8 +493,8 @@ class World:
         staying = active[s.churn_ts[active] < 0]
         ex = cfg.expansion
         hx = s.health[staying] + 0.5 * s.engagement[staying]
-        p_up = _sigmoid(ex.expand_intercept + ex.expand_health * hx)
-        p_down = _sigmoid(
+        p_up = sigmoid(ex.expand_intercept + ex.expand_health * hx)
+        p_down = sigmoid(
             ex.contract_intercept - ex.contract_health * hx + s.price_sensitivity[staying]
         )
         draw = rng.random(len(staying))
@@ -462,8 +518,9 @@ class World:
         s.seats[change_account] = after
         added_acc = np.repeat(change_account[after > before], (after - before)[after > before])
         added_ts = np.repeat(change_ts[after > before], (after - before)[after > before])
+        # (a minute's margin: sign-up events follow their user's creation by seconds)
         added_ts = np.minimum(
-            added_ts + rng.integers(0, 2 * SECONDS_PER_DAY, len(added_acc)), end - 1
+            added_ts + rng.integers(0, 2 * SECONDS_PER_DAY, len(added_acc)), end - 60
         )
         added = users.add(added_acc, added_ts, rng)
         inviter = self._some_user(added_acc, exclude_new_from=users.n - len(added))
@@ -551,6 +608,12 @@ class World:
             truth_mrr=truth[4],
             truth_champion=truth_champion,
             truth_open_tickets=truth_open,
+            truth_logit=logit,
+            truth_annual=annual,
+            truth_renewal=renewal,
+            truth_involuntary=involuntary,
+            truth_hazard_untreated=untreated,
+            truth_churned_untreated=churned_untreated,
         )
 
     # ------------------------------------------------------------------ helpers
@@ -572,7 +635,9 @@ class World:
         )
         stage_ts[:, 0] = created_ts
         stage_ts = np.where(np.arange(len(_STAGES))[None, :] < reached[:, None], stage_ts, -1)
-        new_accounts, new_users = self._acquire(latents, close_ts[won] + 3600)
+        new_accounts, new_users = self._acquire(
+            latents, np.minimum(close_ts[won] + 3600, end - 120), until=end
+        )
         account = np.full(n, -1, np.int64)
         account[won] = new_accounts
         contact = np.full(n, -1, np.int64)

@@ -53,7 +53,7 @@ from tenure.store import (
     resolve_quarantined,
     start_run,
 )
-from tenure.warehouse import EVENT_COLUMNS
+from tenure.warehouse import EVENT_COLUMNS, EVENT_SCHEMA
 
 __all__ = ["IngestReport", "InputReport", "Progress", "ingest", "retry_quarantined"]
 
@@ -72,9 +72,20 @@ _KNOWN = (*_JSONL_SUFFIXES, *_JSON_SUFFIXES, *_CSV_SUFFIXES, *_PARQUET_SUFFIXES)
 _FRESH = """
 CREATE OR REPLACE TEMP TABLE fresh_ids AS
 SELECT v._row, v.message_id
-FROM valid_events v ANTI JOIN event_ids e ON v.message_id = e.message_id
+FROM valid_events v
+    ANTI JOIN event_ids e ON v.message_id = e.message_id
+    ANTI JOIN pending_events p ON v.message_id = p.message_id
 QUALIFY row_number() OVER (PARTITION BY v.message_id ORDER BY v._row) = 1
 """
+_DUCKDB_TYPES = {"string": "VARCHAR", "timestamp[us, tz=UTC]": "TIMESTAMPTZ"}
+# New events wait here until enough have gathered to write large lake files:
+# small inputs (a month of events, a CSV export) would otherwise each write a
+# small file into every day they touch.
+_PENDING = (
+    "CREATE OR REPLACE TEMP TABLE pending_events ("
+    + ", ".join(f'"{f.name}" {_DUCKDB_TYPES[str(f.type)]}' for f in EVENT_SCHEMA)
+    + ")"
+)
 _FRESH_ROWS = (
     f"SELECT {', '.join(f'v.{chr(34)}{c}{chr(34)}' for c in EVENT_COLUMNS)} "
     "FROM valid_events v SEMI JOIN fresh_ids f ON v._row = f._row"
@@ -264,13 +275,22 @@ def _load_batch(
     loaded = 0
     if checked.valid:
         con.execute(_FRESH)
-        loaded = project.index.write_events(
-            _FRESH_ROWS,
-            f"{run_id}-{batch_no:05d}",
-            ids="SELECT message_id FROM fresh_ids",
-            run_id=run_id,
-            at=now,
-        )
+        row = con.execute("SELECT count(*) FROM fresh_ids").fetchone()
+        loaded = int(row[0]) if row else 0
+        pending = _pending_count(con)
+        if pending == 0 and loaded >= settings.batch_rows // 2:
+            # large enough on its own: straight from the checked batch into the lake
+            project.index.write_events(
+                _FRESH_ROWS,
+                f"{run_id}-{batch_no:05d}",
+                ids="SELECT message_id FROM fresh_ids",
+                run_id=run_id,
+                at=now,
+            )
+        else:
+            con.execute(f"INSERT INTO pending_events {_FRESH_ROWS}")
+            if pending + loaded >= settings.batch_rows:
+                _flush(project, run_id=run_id, batch_no=batch_no, now=now)
         con.execute("DROP TABLE fresh_ids")
     release(con)
     rejected = [
@@ -285,6 +305,30 @@ def _load_batch(
         for row in checked.rejected.to_pylist()
     ]
     return _BatchOutcome(loaded, checked.valid - loaded, rejected)
+
+
+def _pending_count(con: duckdb.DuckDBPyConnection) -> int:
+    row = con.execute("SELECT count(*) FROM pending_events").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _start_pending(project: Project) -> None:
+    project.index.con.execute(_PENDING)
+
+
+def _flush(project: Project, *, run_id: str, batch_no: int, now: dt.datetime) -> None:
+    """Write the pending events to the lake and register them; the table is left empty."""
+    con = project.index.con
+    if _pending_count(con) == 0:
+        return
+    project.index.write_events(
+        "SELECT * FROM pending_events",
+        f"{run_id}-{batch_no:05d}",
+        ids="SELECT message_id FROM pending_events",
+        run_id=run_id,
+        at=now,
+    )
+    con.execute("DELETE FROM pending_events")
 
 
 def _finish(project: Project, run_id: str, reports: list[InputReport], error: str | None) -> None:
@@ -314,6 +358,7 @@ def ingest(
     with project.store.begin() as connection:
         start_run(connection, run_id, started, [str(p) for p in files])
     project.index.recover()
+    _start_pending(project)
     reports: list[InputReport] = []
     reasons: Counter[str] = Counter()
     batch_no = 0
@@ -344,6 +389,7 @@ def ingest(
                 if progress is not None:
                     progress(label, done, opened.total)
             reports.append(InputReport(label, opened.format, loaded, duplicates, quarantined))
+        _flush(project, run_id=run_id, batch_no=batch_no, now=project.clock())
     except BaseException as error:
         _finish(project, run_id, reports, f"{type(error).__name__}: {error}")
         raise
@@ -364,6 +410,7 @@ def retry_quarantined(
     with project.store.begin() as connection:
         start_run(connection, run_id, started, [f"quarantine:{r.id}" for r in records])
     project.index.recover()
+    _start_pending(project)
     con = project.index.con
     reports: list[InputReport] = []
     reasons: Counter[str] = Counter()
@@ -415,6 +462,7 @@ def retry_quarantined(
             )
             if progress is not None:
                 progress(label, len(group), len(group))
+        _flush(project, run_id=run_id, batch_no=len(groups), now=project.clock())
     except BaseException as error:
         _finish(project, run_id, reports, f"{type(error).__name__}: {error}")
         raise

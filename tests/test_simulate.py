@@ -5,15 +5,18 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
 from tenure.collect import ingest
 from tenure.errors import ConfigError, NotFoundError
+from tenure.identity import find_profile, stitch
 from tenure.project import init_project
 from tenure.simulate import (
     AcquisitionParams,
@@ -305,3 +308,81 @@ def test_every_event_lies_in_its_month_and_before_the_end(tmp_path: Path) -> Non
         assert pc.max(stamps).as_py() < end, path.name
         next_month = (month_start + dt.timedelta(days=32)).replace(day=1)
         assert pc.max(stamps).as_py() < next_month, path.name
+
+
+def test_pre_signup_page_views_stitch_onto_the_buyer(tmp_path: Path) -> None:
+    config = SimulationConfig(accounts=60, months=3)
+    simulate(tmp_path / "out", config, seed=5)
+    events = pa.concat_tables(
+        pq.read_table(p) for p in sorted((tmp_path / "out" / "events").glob("*.parquet"))
+    ).to_pylist()
+    pages = [e for e in events if e["type"] == "page"]
+    assert pages
+    assert all(e["user_id"] is None and e["anonymous_id"] for e in pages)
+    assert {e["event"] for e in pages} <= {"Home", "Pricing", "Docs", "Customers", "Signup"}
+    stitched = {
+        e["anonymous_id"]: e["user_id"]
+        for e in events
+        if e["type"] == "identify" and e["anonymous_id"] and e["anonymous_id"].startswith("anon-p")
+    }
+    # a buyer: seen on the site before the lead, identified at signup with the same browser
+    anon, user = next(iter(sorted(stitched.items())))
+    visits = sorted((e for e in pages if e["anonymous_id"] == anon), key=lambda e: e["timestamp"])
+    assert len(visits) >= 2
+    assert '"campaign":{"source":' in visits[0]["context"]
+    assert json.loads(visits[0]["properties"])["path"].startswith("/")
+    project = init_project(tmp_path / "proj", clock=lambda: dt.datetime(2024, 4, 2, tzinfo=dt.UTC))
+    try:
+        report = ingest(project, [tmp_path / "out" / "events", tmp_path / "out" / "exports"])
+        assert report.quarantined == 0
+        stitch(project)
+        profile = find_profile(project.warehouse, user)
+        assert find_profile(project.warehouse, anon).profile_id == profile.profile_id
+        assert anon in profile.identifiers["anonymous_id"]
+    finally:
+        project.close()
+
+
+def test_trials_load_cleanly_and_start_before_their_subscription(tmp_path: Path) -> None:
+    simulate(tmp_path / "out", SimulationConfig(accounts=80, months=3), seed=3)
+    accounts = pq.read_table(tmp_path / "out" / "truth" / "accounts.parquet").to_pylist()
+    trials = {a["account_id"] for a in accounts if a["trial"]}
+    assert trials
+    assert trials <= {a["account_id"] for a in accounts if a["acquired_in_window"]}
+    project = init_project(tmp_path / "proj", clock=lambda: dt.datetime(2024, 4, 2, tzinfo=dt.UTC))
+    try:
+        report = ingest(project, [tmp_path / "out" / "events", tmp_path / "out" / "exports"])
+        events = project.warehouse.events()
+        wanted = events.filter(
+            events.event.isin(["Trial Started", "Trial Ended", "Subscription Started"])
+        )
+        rows = project.warehouse.backend.to_pyarrow(wanted).to_pylist()
+    finally:
+        project.close()
+    assert report.quarantined == 0
+    started = {
+        json.loads(r["properties"])["subscription_id"]: r["timestamp"]
+        for r in rows
+        if r["event"] == "Subscription Started"
+    }
+    product_trials = {
+        r["group_id"]: r["timestamp"]
+        for r in rows
+        if r["event"] == "Trial Started" and r["source"] == "segment"
+    }
+    # every converted trial starts before its subscription, in the product and in Stripe
+    for account in trials:
+        subscription = account.replace("acct_", "sub_")
+        assert product_trials[account] < started[subscription]
+    billed = [r for r in rows if r["event"] == "Trial Started" and r["source"] == "stripe"]
+    assert {json.loads(r["properties"])["subscription_id"] for r in billed} == {
+        a.replace("acct_", "sub_") for a in trials
+    }
+    # the others are lost deals: a trial that ended with no subscription behind it
+    lost = set(product_trials) - trials
+    assert lost
+    assert all(g.startswith("prospect_") for g in lost)
+    ended = {
+        r["group_id"] for r in rows if r["event"] == "Trial Ended" and r["source"] == "segment"
+    }
+    assert lost <= ended

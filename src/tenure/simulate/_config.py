@@ -69,12 +69,29 @@ class AcquisitionParams(_Params):
     seats_sigma: float = Field(default=0.6, ge=0)
     #: Share of accounts on annual billing, by plan.
     annual_share: tuple[float, float, float] = (0.2, 0.45, 0.8)
+    #: Share of leads by channel: organic search, paid search, referral, events.
+    channel_mix: tuple[float, float, float, float] = (0.45, 0.25, 0.15, 0.15)
+    #: Mean anonymous web pages a prospect views before the lead is created (at least one).
+    web_pages_per_prospect: float = Field(default=3.0, ge=1)
+    #: The first anonymous visit falls on one of this many days before the lead.
+    web_visit_days: int = Field(default=14, ge=1)
+    #: Share of leads that never convert whose anonymous visits are tracked too.
+    anonymous_lead_share: float = Field(default=0.3, ge=0, le=1)
+    #: Share of self-serve (starter plan) deals that begin with a free trial; a trial that
+    #: does not convert is a lost deal.
+    trial_share: float = Field(default=0.4, ge=0, le=1)
+    #: Length of a trial, days. A converted trial's subscription starts when it ends.
+    trial_days: int = Field(default=14, ge=1)
 
     @model_validator(mode="after")
     def _mix_sums_to_one(self) -> AcquisitionParams:
         if abs(sum(self.plan_mix) - 1.0) > 1e-6 or min(self.plan_mix) < 0:
             raise ValueError(
                 f"plan_mix must be three non-negative shares summing to 1, got {self.plan_mix}"
+            )
+        if abs(sum(self.channel_mix) - 1.0) > 1e-6 or min(self.channel_mix) < 0:
+            raise ValueError(
+                f"channel_mix must be four non-negative shares summing to 1, got {self.channel_mix}"
             )
         return self
 

@@ -20,13 +20,17 @@ from tenure.simulate._config import SimulationConfig
 from tenure.simulate._world import MonthFacts, World
 
 __all__ = [
+    "CHANNELS",
     "EVENT_SCHEMA",
     "MessageBatch",
     "account_domain",
     "account_id",
     "account_name",
+    "anonymous_id",
     "events_of_month",
     "fmt_time",
+    "trial_accounts",
+    "trial_span",
     "user_email",
     "user_id",
     "user_name",
@@ -232,6 +236,163 @@ _CRM_CONTEXT = '","library":{"name":"hubspot-workflows","version":"1.0.0"}}'
 _TENURE_CONTEXT = '","library":{"name":"tenure","version":"simulated"}}'
 
 
+CHANNELS = ("organic", "paid", "referral", "events")
+_SITE = "https://www.tenure-saas.example"
+_PAGES = ("Home", "Pricing", "Docs", "Customers", "Signup")
+_PATHS = ("/", "/pricing", "/docs", "/customers", "/signup")
+_SIGNUP_PAGE = 4
+# where a channel's first visit comes from: referrer, then the campaign context (UTM tags)
+_CHANNEL_REFERRER = (
+    "https://www.google.com/",
+    "https://www.google.com/",
+    "https://www.g2.com/categories/customer-success",
+    "",
+)
+_CHANNEL_CAMPAIGN = (
+    ',"campaign":{"source":"google","medium":"organic"}',
+    ',"campaign":{"source":"google","medium":"cpc","name":"brand-search","term":"churn software"}',
+    ',"campaign":{"source":"g2","medium":"referral","name":"category-listing"}',
+    ',"campaign":{"source":"saas-summit","medium":"event","name":"booth-qr"}',
+)
+# the page a channel lands on (paid search lands on pricing, referrals on customer stories)
+_CHANNEL_LANDING = (0, 1, 3, 0)
+_WEB_CONTEXT_TAIL = (
+    ',"userAgent":"Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 '
+    '(KHTML, like Gecko) Version/17.1 Safari/605.1.15"'
+    ',"library":{"name":"analytics.js","version":"4.1.0"}}'
+)
+
+
+def anonymous_id(prefix: str, numbers: Ints) -> pa.Array:
+    """A browser's anonymous id: a pure function of the prospect or user number."""
+    return _ids(f"anon-{prefix}-", numbers, 8)
+
+
+def _unit_hash(numbers: Ints, salt: int) -> npt.NDArray[np.float64]:
+    """A uniform number in [0, 1) that is a pure function of each number (no random draws)."""
+    mixed = (np.asarray(numbers, np.uint64) + np.uint64(salt)) * np.uint64(2654435761)
+    return np.asarray((mixed % np.uint64(2**32)).astype(np.float64) / 2**32, np.float64)
+
+
+def trial_accounts(world: World, accounts: Ints) -> npt.NDArray[np.bool_]:
+    """Which accounts began with a trial: a share of the starter plans won in the window."""
+    s = world.state
+    window_start = int(np.datetime64(world.config.start, "s").astype(np.int64))
+    return np.asarray(
+        (s.plan[accounts] == 0)
+        & (s.start_ts[accounts] >= window_start)
+        & (_unit_hash(accounts, 17) < world.config.acquisition.trial_share),
+        np.bool_,
+    )
+
+
+def trial_span(world: World, accounts: Ints) -> tuple[Ints, Ints]:
+    """Start and end of each (converted) trial: it ends an hour before the subscription."""
+    end = world.state.start_ts[accounts] - 3600
+    return end - world.config.acquisition.trial_days * 86_400, end
+
+
+def _lost_trials(world: World, prospects: Ints) -> npt.NDArray[np.bool_]:
+    """Which lost deals were trials that did not convert (as many as among starter wins)."""
+    acq = world.config.acquisition
+    return np.asarray(_unit_hash(prospects, 29) < acq.trial_share * acq.plan_mix[0], np.bool_)
+
+
+class WebVisits(NamedTuple):
+    """Anonymous page calls: their times, visitors, pages and first-visit flags."""
+
+    ts: npt.NDArray[np.int64]
+    visitor: npt.NDArray[np.int64]  # index into the visitors they were drawn for
+    page: npt.NDArray[np.int64]
+    first: npt.NDArray[np.bool_]
+
+
+def web_visits(
+    rng: np.random.Generator,
+    before: npt.NDArray[np.int64],
+    channel: npt.NDArray[np.int64],
+    pages_mean: float,
+    days: int,
+) -> WebVisits:
+    """A few page views per visitor on the days before *before*, in office hours, the first
+    on the channel's landing page and the rest wandering the site."""
+    n = len(before)
+    counts = 1 + rng.poisson(pages_mean - 1.0, n)
+    visitor = np.repeat(np.arange(n, dtype=np.int64), counts)
+    k = np.arange(len(visitor), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+    day0 = (before - rng.integers(1, days + 1, n) * 86_400) // 86_400 * 86_400
+    first_ts = day0 + rng.integers(8 * 3600, 19 * 3600, n)
+    first_ts = np.minimum(first_ts, before - 3600)
+    gap = np.maximum(before - 60 - first_ts, 1)
+    frac = (k + 0.8 * rng.random(len(visitor))) / counts[visitor]
+    frac[k == 0] = 0.0
+    ts = first_ts[visitor] + (frac * gap[visitor]).astype(np.int64)
+    page = np.where(
+        k == 0,
+        np.asarray(_CHANNEL_LANDING, np.int64)[channel[visitor]],
+        rng.integers(0, _SIGNUP_PAGE, len(visitor)),
+    ).astype(np.int64)
+    return WebVisits(ts.astype(np.int64), visitor, page, k == 0)
+
+
+def _add_pages(
+    b: _Batch,
+    ts: npt.NDArray[np.int64],
+    anon: pa.Array,
+    page: npt.NDArray[np.int64],
+    channel: npt.NDArray[np.int64] | None,
+) -> None:
+    """Page calls under *anon* only; with *channel*, the page is a first visit from it."""
+    if len(ts) == 0:
+        return
+    path = _pick(_PATHS, page)
+    url = _join(_SITE, path)
+    title = _join(_pick(_PAGES, page), " | Tenure SaaS")
+    if channel is None:
+        referrer = _join(_SITE, "/")
+        campaign = _s([""] * len(ts))
+    else:
+        referrer = _pick(_CHANNEL_REFERRER, channel)
+        campaign = _pick(_CHANNEL_CAMPAIGN, channel)
+    page_json = _join(
+        '{"path":"', path, '","referrer":"', referrer, '","title":"', title, '","url":"', url, '"}'
+    )
+    context = _join('{"page":', page_json, campaign, _WEB_CONTEXT_TAIL)
+    b.add(
+        ts,
+        "page",
+        _pick(_PAGES, page),
+        None,
+        None,
+        page_json,
+        anonymous=anon,
+        context=context,
+    )
+
+
+def _add_trials(
+    b: _Batch,
+    start: Ints,
+    end: Ints,
+    user: pa.Array | None,
+    anon: pa.Array | None,
+    group: pa.Array,
+    plan: pa.Array,
+) -> None:
+    """Trial Started (a few seconds after signup) and Trial Ended, as the product reports them."""
+    props = _join(
+        '{"trial_start_date":"',
+        fmt_time(start, "%Y-%m-%dT%H:%M:%SZ"),
+        '","trial_end_date":"',
+        fmt_time(end, "%Y-%m-%dT%H:%M:%SZ"),
+        '","trial_plan_name":"',
+        plan,
+        '"}',
+    )
+    b.add(start + 5, "track", "Trial Started", user, group, props, anonymous=anon)
+    b.add(end, "track", "Trial Ended", user, group, props, anonymous=anon)
+
+
 class MessageBatch(NamedTuple):
     """Messaging events of one name (``Message Delivered``, …) for delivered actions."""
 
@@ -252,28 +413,36 @@ class _Batch:
         self,
         ts: npt.NDArray[np.generic],
         type_: str,
-        event: str | None,
+        event: str | pa.Array | None,
         user: pa.Array | None,
-        group: pa.Array,
+        group: pa.Array | None,
         properties: pa.Array | None,
         traits: pa.Array | None = None,
         context_tail: str = _PRODUCT_CONTEXT,
+        anonymous: pa.Array | None = None,
+        context: pa.Array | None = None,
     ) -> None:
         n = len(ts)
         if n == 0:
             return
         nulls = pa.nulls(n, pa.string())
+        if context is None:
+            assert group is not None, "an event without a group gives its own context"
+            context = _join('{"groupId":"', group, context_tail)
         self.parts.append(
             pa.table(
                 {
                     "ts": pa.array(np.asarray(ts, np.int64) * 1000, pa.int64()),
                     "type": pa.array([type_] * n, pa.string()),
-                    "event": pa.array([event] * n, pa.string()),
+                    "event": event
+                    if isinstance(event, pa.Array)
+                    else pa.array([event] * n, pa.string()),
                     "user_id": user if user is not None else nulls,
-                    "group_id": group,
+                    "anonymous_id": anonymous if anonymous is not None else nulls,
+                    "group_id": group if group is not None else nulls,
                     "properties": properties if properties is not None else nulls,
                     "traits": traits if traits is not None else nulls,
-                    "context": _join('{"groupId":"', group, context_tail),
+                    "context": context,
                 }
             )
         )
@@ -293,7 +462,7 @@ class _Batch:
                 "type": data["type"],
                 "event": data["event"],
                 "user_id": data["user_id"],
-                "anonymous_id": pa.nulls(n, pa.string()),
+                "anonymous_id": data["anonymous_id"],
                 "group_id": data["group_id"],
                 "timestamp": data["ts"].cast(pa.timestamp("ms", tz="UTC")),
                 "properties": data["properties"],
@@ -325,9 +494,48 @@ def events_of_month(
     )
     opp = _ids("deal_", facts.opp_id, 7)
     lead = _ids("lead_", facts.opp_prospect, 7)
-    lead_props = _join(
-        '{"lead_id":"', lead, '","lead_source":"inbound","email":"', contact_email, '"}'
+    # web draws come from their own generator, so the world's draws stay as they were
+    acq = cfg.acquisition
+    web_rng = np.random.default_rng(
+        [facts.month, int(facts.opp_close_ts.sum() + facts.extra_lead_ts.sum()) % 2**62]
     )
+    mix = np.asarray(acq.channel_mix)
+    opp_channel = web_rng.choice(len(CHANNELS), len(won), p=mix).astype(np.int64)
+    extra_channel = web_rng.choice(len(CHANNELS), len(facts.extra_lead_prospect), p=mix).astype(
+        np.int64
+    )
+    lead_props = _join(
+        '{"lead_id":"',
+        lead,
+        '","lead_source":"',
+        _pick(CHANNELS, opp_channel),
+        '","email":"',
+        contact_email,
+        '"}',
+    )
+    # anonymous visits before the lead: every buyer's, and a share of the others'
+    tracked = won | (web_rng.random(len(won)) < acq.anonymous_lead_share)
+    extra_tracked = web_rng.random(len(extra_channel)) < acq.anonymous_lead_share
+    web_prospect = np.concatenate(
+        [facts.opp_prospect[tracked], facts.extra_lead_prospect[extra_tracked]]
+    )
+    web_channel = np.concatenate([opp_channel[tracked], extra_channel[extra_tracked]])
+    visits = web_visits(
+        web_rng,
+        np.concatenate([facts.opp_lead_ts[tracked], facts.extra_lead_ts[extra_tracked]]),
+        web_channel,
+        acq.web_pages_per_prospect,
+        acq.web_visit_days,
+    )
+    for landing in (True, False):
+        idx = np.flatnonzero(visits.first == landing)
+        _add_pages(
+            b,
+            visits.ts[idx],
+            anonymous_id("p", web_prospect[visits.visitor[idx]]),
+            visits.page[idx],
+            web_channel[visits.visitor[idx]] if landing else None,
+        )
     b.add(
         facts.opp_lead_ts,
         "track",
@@ -404,7 +612,9 @@ def events_of_month(
     extra_props = _join(
         '{"lead_id":"',
         _ids("lead_", facts.extra_lead_prospect, 7),
-        '","lead_source":"inbound","email":"',
+        '","lead_source":"',
+        _pick(CHANNELS, extra_channel),
+        '","email":"',
         extra_email,
         '"}',
     )
@@ -418,14 +628,35 @@ def events_of_month(
         context_tail=_CRM_CONTEXT,
     )
 
+    # --- trials that did not convert: the deal is lost, no subscription follows
+    lost = np.flatnonzero(~won & _lost_trials(world, facts.opp_prospect))
+    lost_end = facts.opp_close_ts[lost]
+    _add_trials(
+        b,
+        lost_end - acq.trial_days * 86_400,
+        lost_end,
+        None,
+        anonymous_id("p", facts.opp_prospect[lost]),
+        group.take(lost),
+        _s(["starter"] * len(lost)),
+    )
+
     # --- new accounts: Account Created and a group call from their first user
     new = facts.new_accounts
     if len(new):
         first = s.champion[new]
         gid = account_id(new)
         plan = _pick(PLANS, s.plan[new])
+        # a trial's account exists from the trial's start; its subscription from its end
+        trial = trial_accounts(world, new)
+        trial_start, trial_end = trial_span(world, new)
+        opened = np.where(trial, trial_start, s.start_ts[new])
+        ti = np.flatnonzero(trial)
+        _add_trials(
+            b, trial_start[ti], trial_end[ti], user_id(first[ti]), None, gid.take(ti), plan.take(ti)
+        )
         b.add(
-            s.start_ts[new],
+            opened,
             "track",
             "Account Created",
             user_id(first),
@@ -443,7 +674,7 @@ def events_of_month(
             _num(s.seats[new] * 8 + 5),
             "}",
         )
-        b.add(s.start_ts[new] + 1, "group", None, user_id(first), gid, None, traits)
+        b.add(opened + 1, "group", None, user_id(first), gid, None, traits)
 
     # --- customers from before the window: the product identifies them on their first visit
     if facts.month == 0:
@@ -485,6 +716,13 @@ def events_of_month(
         uacc = acc_of[nu]
         uid, gid = user_id(nu), account_id(uacc)
         created = world.users.created_ts[nu]
+        # a trial's buyer signs up when the trial starts
+        trial_buyer = (
+            trial_accounts(world, uacc)
+            & (facts.new_user_inviter < 0)
+            & (created == s.start_ts[uacc])
+        )
+        created = np.where(trial_buyer, trial_span(world, uacc)[0], created)
         traits = _join(
             '{"email":"',
             user_email(world, nu),
@@ -494,7 +732,22 @@ def events_of_month(
             _pick(_TITLES, nu),
             '"}',
         )
-        b.add(created, "identify", None, uid, gid, None, traits)
+        # the browser that signs up: a buyer's is the one that visited before the lead
+        buyers = facts.opp_contact_user[won]
+        order = np.argsort(buyers, kind="stable")
+        at = np.minimum(np.searchsorted(buyers[order], nu), max(len(buyers) - 1, 0))
+        is_buyer = (
+            (buyers[order][at] == nu) & (facts.new_user_inviter < 0)
+            if len(buyers)
+            else np.zeros(len(nu), np.bool_)
+        )
+        buyer_prospect = facts.opp_prospect[won][order][at] if len(buyers) else nu
+        anon = pc.if_else(
+            pa.array(is_buyer), anonymous_id("p", buyer_prospect), anonymous_id("u", nu)
+        )
+        signup_ts = created - web_rng.integers(60, 540, len(nu))  # after any invite
+        _add_pages(b, signup_ts, anon, np.full(len(nu), _SIGNUP_PAGE, np.int64), None)
+        b.add(created, "identify", None, uid, gid, None, traits, anonymous=anon)
         invited = facts.new_user_inviter >= 0
         kind = pc.if_else(pa.array(invited), "invited", "organic")
         b.add(created + 1, "track", "Signed Up", uid, gid, _join('{"type":"', kind, '"}'))

@@ -24,6 +24,8 @@ from tenure.simulate._emit import (
     PRIORITIES,
     account_name,
     fmt_time,
+    trial_accounts,
+    trial_span,
     user_email,
     user_id,
     user_name,
@@ -68,6 +70,7 @@ def corrupt(
     nulls = pa.nulls(n, pa.string())
     columns = {name: table[name] for name in table.column_names}
     columns["user_id"] = pc.if_else(strip, nulls, table["user_id"])
+    columns["anonymous_id"] = pc.if_else(strip, nulls, table["anonymous_id"])
     columns["group_id"] = pc.if_else(strip, nulls, table["group_id"])
     columns["traits"] = pc.if_else(strip, nulls, table["traits"])
     columns["context"] = pc.if_else(strip, _CORRUPT_CONTEXT, table["context"])
@@ -101,14 +104,20 @@ def jsonl_lines(
     stamp = pc.if_else(pa.array(bad_time), "sometime last tuesday", stamp)
     is_group = pc.equal(table["type"], "group")
     group_top = pc.if_else(is_group, table["group_id"], pa.nulls(n, pa.string()))
+    # a page call's name is "name" in Segment's JSON ("event" in its warehouse tables)
+    is_page = pc.equal(table["type"], "page")
+    event = pc.if_else(is_page, pa.nulls(n, pa.string()), table["event"])
+    name = pc.if_else(is_page, table["event"], pa.nulls(n, pa.string()))
     line = pc.binary_join_element_wise(
         '{"messageId":"',
         table["message_id"],
         '","type":"',
         table["type"],
         '"',
-        _fragment("event", table["event"], True),
+        _fragment("event", event, True),
+        _fragment("name", name, True),
         _fragment("userId", table["user_id"], True),
+        _fragment("anonymousId", table["anonymous_id"], True),
         _fragment("groupId", group_top, True),
         ',"timestamp":"',
         stamp,
@@ -402,6 +411,8 @@ class ExportWriter:
         reasons = np.where(s.churn_involuntary[acc], "payment_failed", "cancellation_requested")
         subscriptions = _Csv(self.root / "stripe" / "subscriptions.csv", _SUBSCRIPTIONS)
         nulls = pa.nulls(n, pa.string())
+        trial = trial_accounts(world, acc)
+        trial_start, trial_end = trial_span(world, acc)
         subscriptions.write(
             {
                 "id": _ids("sub_", acc, 6),
@@ -425,8 +436,8 @@ class ExportWriter:
                 "Current Period End (UTC)": fmt_time(
                     np.where(canceled, s.churn_ts[acc], period_start + period_days * 86_400)
                 ),
-                "Trial Start (UTC)": nulls,
-                "Trial End (UTC)": nulls,
+                "Trial Start (UTC)": _choose(trial, fmt_time(trial_start), nulls),
+                "Trial End (UTC)": _choose(trial, fmt_time(trial_end), nulls),
                 "Canceled At (UTC)": _choose(
                     canceled, fmt_time(np.maximum(s.churn_ts[acc], 0)), nulls
                 ),

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 
 from tenure.errors import ConfigError, ConfigProblem
 from tenure.simulate._config import SimulationConfig
-from tenure.simulate._emit import MessageBatch, account_id, events_of_month
+from tenure.simulate._emit import MessageBatch, account_id, events_of_month, trial_accounts
 from tenure.simulate._files import ExportWriter, corrupt, write_events
 from tenure.simulate._interventions import (
     ACTION_TYPES,
@@ -485,6 +485,7 @@ def _write_accounts(world: World, path: Path, window_start: int) -> None:
                     pa.timestamp("s", tz="UTC")
                 ),
                 "acquired_in_window": s.start_ts[acc] >= window_start,
+                "trial": trial_accounts(world, acc),
                 "churned": churned,
                 "churned_at": _times(s.churn_ts[acc], churned),
                 "involuntary": s.churn_involuntary[acc],

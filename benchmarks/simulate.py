@@ -22,11 +22,14 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=100_000)
     parser.add_argument("--months", type=int, default=24)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--block-accounts", type=int, default=None, help="accounts per event block")
     parser.add_argument("--format", choices=[f.value for f in EventFormat], default="parquet")
     args = parser.parse_args()
     config = SimulationConfig(
         accounts=args.accounts, months=args.months, format=EventFormat(args.format)
     )
+    if args.block_accounts is not None:
+        config = config.model_copy(update={"event_block_accounts": args.block_accounts})
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         report = simulate(Path(tmp), config, seed=args.seed)
@@ -37,6 +40,7 @@ def main() -> None:
             {
                 "accounts": args.accounts,
                 "months": args.months,
+                "block_accounts": config.event_block_accounts,
                 "events": report.events,
                 "seconds": round(seconds, 1),
                 "events_per_s": round(report.events / seconds),

@@ -107,6 +107,59 @@ def test_malformed_records_all_end_in_quarantine(tmp_path: Path, fmt: EventForma
         assert "bad_timestamp" in reasons
 
 
+def test_event_blocks_change_order_and_ids_but_not_the_events(tmp_path: Path) -> None:
+    config = SMALL.model_copy(update={"months": 4})
+    whole = simulate(tmp_path / "whole", config, seed=3)
+    blocked = simulate(
+        tmp_path / "blocked", config.model_copy(update={"event_block_accounts": 50}), seed=3
+    )
+    assert blocked.events == whole.events
+    assert blocked.accounts == whole.accounts > 150
+    content = list(pq.read_schema(next((tmp_path / "whole").glob("events/*"))).names)
+    content.remove("message_id")
+    for path in sorted((tmp_path / "whole" / "events").glob("*.parquet")):
+        one = pq.read_table(path)
+        many = pq.ParquetFile(tmp_path / "blocked" / "events" / path.name)
+        table = many.read()
+        assert many.metadata.num_row_groups >= 3  # one per block of 50 accounts so far
+        assert table.num_rows == one.num_rows
+        # the same events, row for row once put in one order
+        keys = [(c, "ascending") for c in content]
+        assert one.select(content).sort_by(keys).equals(table.select(content).sort_by(keys))
+        ids = table["message_id"].to_pylist()
+        assert len(set(ids)) == len(ids)
+        for g in range(many.metadata.num_row_groups):  # sorted by time within each block
+            ts = many.read_row_group(g)["timestamp"].cast(pa.int64()).to_numpy()
+            assert (np.diff(ts) >= 0).all()
+    blocked_digest = _digest(tmp_path / "blocked")
+    simulate(tmp_path / "again", config.model_copy(update={"event_block_accounts": 50}), seed=3)
+    assert _digest(tmp_path / "again") == blocked_digest
+    _, quarantined, reasons = _ingest(tmp_path, tmp_path / "blocked")
+    assert quarantined == 0, reasons
+
+
+def test_blocked_json_lines_quarantine_exactly_the_malformed(tmp_path: Path) -> None:
+    config = SMALL.model_copy(
+        update={
+            "months": 3,
+            "malformed_fraction": 0.01,
+            "format": EventFormat.JSONL,
+            "event_block_accounts": 50,
+        }
+    )
+    out = tmp_path / "out"
+    report = simulate(out, config, seed=2)
+    lines = sum(len(p.read_bytes().splitlines()) for p in (out / "events").glob("*.jsonl"))
+    assert lines == report.events
+    assert report.malformed > 10
+    whole = simulate(
+        tmp_path / "whole", config.model_copy(update={"event_block_accounts": 200}), seed=2
+    )
+    assert (whole.events, whole.malformed) == (report.events, report.malformed)
+    _, quarantined, _ = _ingest(tmp_path, out)
+    assert quarantined == report.malformed
+
+
 def test_truth_hazard_ranks_who_churns(tmp_path: Path) -> None:
     simulate(tmp_path / "out", SimulationConfig(accounts=1500, months=12), seed=3)
     truth = pq.read_table(tmp_path / "out" / "truth" / "account_months.parquet").to_pandas()

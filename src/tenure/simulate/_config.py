@@ -262,6 +262,10 @@ class SimulationConfig(_Params):
     format: EventFormat = EventFormat.PARQUET
     #: Share of event records written malformed (each ends in quarantine).
     malformed_fraction: float = Field(default=0.0, ge=0, le=0.5)
+    #: Accounts whose events are built and written together: peak memory holds one block's
+    #: events. Events are sorted by time within a block; the block size changes only the
+    #: order of a month file's events, their message ids and which rows are made malformed.
+    event_block_accounts: int = Field(default=20_000, ge=1)
     acquisition: AcquisitionParams = AcquisitionParams()
     health: HealthParams = HealthParams()
     usage: UsageParams = UsageParams()

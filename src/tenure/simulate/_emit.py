@@ -8,7 +8,8 @@ the account or user number, so they need no random draws.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -27,7 +28,7 @@ __all__ = [
     "account_id",
     "account_name",
     "anonymous_id",
-    "events_of_month",
+    "event_blocks",
     "fmt_time",
     "trial_accounts",
     "trial_span",
@@ -447,7 +448,7 @@ class _Batch:
             )
         )
 
-    def table(self, prefix: str, month: int) -> pa.Table:
+    def table(self, prefix: str, month: int, first_id: int = 0) -> pa.Table:
         if not self.parts:
             return EVENT_SCHEMA.empty_table()
         data = pa.concat_tables(self.parts)
@@ -455,7 +456,7 @@ class _Batch:
             pc.sort_indices(data, [("ts", "ascending")])
         )  # stable: ties keep kind order
         n = data.num_rows
-        ids = _ids(f"{prefix}-m{month:03d}-", np.arange(n, dtype=np.int64), 8)
+        ids = _ids(f"{prefix}-m{month:03d}-", np.arange(first_id, first_id + n, dtype=np.int64), 8)
         return pa.table(
             {
                 "message_id": ids,
@@ -473,14 +474,113 @@ class _Batch:
         )
 
 
-def events_of_month(
-    world: World, facts: MonthFacts, prefix: str, messages: Sequence[MessageBatch] = ()
-) -> pa.Table:
-    """Every Segment event of *facts* and *messages*, sorted by time, with deterministic ids."""
+def event_blocks(
+    world: World,
+    facts: MonthFacts,
+    prefix: str,
+    messages: Sequence[MessageBatch] = (),
+    *,
+    block_accounts: int,
+) -> Iterator[pa.Table]:
+    """The month's events in blocks of *block_accounts* consecutive account numbers.
+
+    Each block is sorted by time and numbered on from the one before, so message ids stay
+    unique; the CRM funnel's deals and leads (prospects, not yet accounts) are split evenly
+    over the blocks, as month 0 carries the deals of every account won before it. Random
+    draws are made for the whole month before the first block, so the events do not depend
+    on the block size, only their order in the file does. Memory holds one block of events.
+    """
+    draws, signup_gap = _funnel_draws(world, facts)
+    blocks = -(-max(world.state.n, 1) // block_accounts)
+    first_id = 0
+    for k in range(blocks):
+        b = _Batch()
+        lo = k * block_accounts
+        opps = slice(len(facts.opp_won) * k // blocks, len(facts.opp_won) * (k + 1) // blocks)
+        n_extra = len(facts.extra_lead_ts)
+        extras = slice(n_extra * k // blocks, n_extra * (k + 1) // blocks)
+        _add_funnel(b, world, facts, draws, opps, extras)
+        _add_accounts(b, world, facts, messages, signup_gap, lo, lo + block_accounts)
+        table = b.table(prefix, facts.month, first_id)
+        first_id += table.num_rows
+        yield table
+
+
+class _FunnelDraws(NamedTuple):
+    opp_channel: Ints
+    extra_channel: Ints
+    tracked: npt.NDArray[np.bool_]  # deals whose buyer's web visits are tracked
+    extra_tracked: npt.NDArray[np.bool_]
+    visits: WebVisits  # visitors index the tracked deals, then the tracked extra leads
+
+
+def _funnel_draws(world: World, facts: MonthFacts) -> tuple[_FunnelDraws, Ints]:
+    """The month's web draws, and each new user's seconds from their signup page view to their
+    signup: all drawn before any block, so the events do not depend on the block size."""
+    acq = world.config.acquisition
+    won = facts.opp_won
+    # web draws come from their own generator, so the world's draws stay as they were
+    web_rng = np.random.default_rng(
+        [facts.month, int(facts.opp_close_ts.sum() + facts.extra_lead_ts.sum()) % 2**62]
+    )
+    mix = np.asarray(acq.channel_mix)
+    opp_channel = web_rng.choice(len(CHANNELS), len(won), p=mix).astype(np.int64)
+    extra_channel = web_rng.choice(len(CHANNELS), len(facts.extra_lead_prospect), p=mix).astype(
+        np.int64
+    )
+    # anonymous visits before the lead: every buyer's, and a share of the others'
+    tracked = won | (web_rng.random(len(won)) < acq.anonymous_lead_share)
+    extra_tracked = web_rng.random(len(extra_channel)) < acq.anonymous_lead_share
+    visits = web_visits(
+        web_rng,
+        np.concatenate([facts.opp_lead_ts[tracked], facts.extra_lead_ts[extra_tracked]]),
+        np.concatenate([opp_channel[tracked], extra_channel[extra_tracked]]),
+        acq.web_pages_per_prospect,
+        acq.web_visit_days,
+    )
+    signup_gap = np.asarray(web_rng.integers(60, 540, len(facts.new_users)), np.int64)
+    return _FunnelDraws(opp_channel, extra_channel, tracked, extra_tracked, visits), signup_gap
+
+
+def _funnel_slice(
+    facts: MonthFacts, draws: _FunnelDraws, opps: slice, extras: slice
+) -> tuple[MonthFacts, _FunnelDraws]:
+    """The deals *opps* and extra leads *extras* alone, with the web visits of their visitors."""
+    opp_fields = [f.name for f in dataclasses.fields(facts) if f.name.startswith("opp_")]
+    part = dataclasses.replace(
+        facts,
+        **{name: getattr(facts, name)[opps] for name in opp_fields},
+        extra_lead_ts=facts.extra_lead_ts[extras],
+        extra_lead_prospect=facts.extra_lead_prospect[extras],
+    )
+    n_tracked = int(draws.tracked.sum())
+    ta, tb = int(draws.tracked[: opps.start].sum()), int(draws.tracked[: opps.stop].sum())
+    ea = n_tracked + int(draws.extra_tracked[: extras.start].sum())
+    eb = n_tracked + int(draws.extra_tracked[: extras.stop].sum())
+    v = draws.visits.visitor
+    keep = ((v >= ta) & (v < tb)) | ((v >= ea) & (v < eb))
+    visitor = np.where(v[keep] < tb, v[keep] - ta, v[keep] - ea + (tb - ta))
+    visits = WebVisits(
+        draws.visits.ts[keep], visitor.astype(np.int64), draws.visits.page[keep],
+        draws.visits.first[keep],
+    )  # fmt: skip
+    return part, _FunnelDraws(
+        draws.opp_channel[opps],
+        draws.extra_channel[extras],
+        draws.tracked[opps],
+        draws.extra_tracked[extras],
+        visits,
+    )
+
+
+def _add_funnel(
+    b: _Batch, world: World, whole: MonthFacts, draws: _FunnelDraws, opps: slice, extras: slice
+) -> None:
+    """The CRM funnel, web visits and lost trials of the deals *opps* and leads *extras*."""
     cfg: SimulationConfig = world.config
-    s = world.state
-    acc_of = world.users.account
-    b = _Batch()
+    facts, (opp_channel, extra_channel, tracked, extra_tracked, visits) = _funnel_slice(
+        whole, draws, opps, extras
+    )
 
     # --- the CRM funnel, as a CRM-to-Segment sync sends it (see docs/simulator.md)
     won = facts.opp_won
@@ -494,16 +594,7 @@ def events_of_month(
     )
     opp = _ids("deal_", facts.opp_id, 7)
     lead = _ids("lead_", facts.opp_prospect, 7)
-    # web draws come from their own generator, so the world's draws stay as they were
     acq = cfg.acquisition
-    web_rng = np.random.default_rng(
-        [facts.month, int(facts.opp_close_ts.sum() + facts.extra_lead_ts.sum()) % 2**62]
-    )
-    mix = np.asarray(acq.channel_mix)
-    opp_channel = web_rng.choice(len(CHANNELS), len(won), p=mix).astype(np.int64)
-    extra_channel = web_rng.choice(len(CHANNELS), len(facts.extra_lead_prospect), p=mix).astype(
-        np.int64
-    )
     lead_props = _join(
         '{"lead_id":"',
         lead,
@@ -513,20 +604,10 @@ def events_of_month(
         contact_email,
         '"}',
     )
-    # anonymous visits before the lead: every buyer's, and a share of the others'
-    tracked = won | (web_rng.random(len(won)) < acq.anonymous_lead_share)
-    extra_tracked = web_rng.random(len(extra_channel)) < acq.anonymous_lead_share
     web_prospect = np.concatenate(
         [facts.opp_prospect[tracked], facts.extra_lead_prospect[extra_tracked]]
     )
     web_channel = np.concatenate([opp_channel[tracked], extra_channel[extra_tracked]])
-    visits = web_visits(
-        web_rng,
-        np.concatenate([facts.opp_lead_ts[tracked], facts.extra_lead_ts[extra_tracked]]),
-        web_channel,
-        acq.web_pages_per_prospect,
-        acq.web_visit_days,
-    )
     for landing in (True, False):
         idx = np.flatnonzero(visits.first == landing)
         _add_pages(
@@ -641,8 +722,28 @@ def events_of_month(
         _s(["starter"] * len(lost)),
     )
 
+
+def _add_accounts(
+    b: _Batch,
+    world: World,
+    facts: MonthFacts,
+    messages: Sequence[MessageBatch],
+    signup_gap: Ints,
+    lo: int,
+    hi: int,
+) -> None:
+    """The events of accounts *lo* to *hi* (excluded): lifecycle, usage, billing, messages."""
+    cfg: SimulationConfig = world.config
+    s = world.state
+    acc_of = world.users.account
+
+    def mine(accounts: Ints) -> npt.NDArray[np.bool_]:
+        return np.asarray((accounts >= lo) & (accounts < hi), np.bool_)
+
+    won = facts.opp_won
+
     # --- new accounts: Account Created and a group call from their first user
-    new = facts.new_accounts
+    new = facts.new_accounts[mine(facts.new_accounts)]
     if len(new):
         first = s.champion[new]
         gid = account_id(new)
@@ -678,7 +779,8 @@ def events_of_month(
 
     # --- customers from before the window: the product identifies them on their first visit
     if facts.month == 0:
-        old = np.flatnonzero(s.start_ts[: s.n] < facts.start).astype(np.int64)
+        top = min(hi, s.n)
+        old = lo + np.flatnonzero(s.start_ts[lo:top] < facts.start).astype(np.int64)
         ou = np.flatnonzero(np.isin(acc_of, old)).astype(np.int64)
         stamp_u = facts.start + (ou * 7919) % (3 * 86_400)
         traits = _join(
@@ -711,17 +813,14 @@ def events_of_month(
         )
 
     # --- new users: identify, Signed Up, and the invite that brought them
-    nu = facts.new_users
+    keep = mine(acc_of[facts.new_users])
+    nu, inviter = facts.new_users[keep], facts.new_user_inviter[keep]
     if len(nu):
         uacc = acc_of[nu]
         uid, gid = user_id(nu), account_id(uacc)
         created = world.users.created_ts[nu]
         # a trial's buyer signs up when the trial starts
-        trial_buyer = (
-            trial_accounts(world, uacc)
-            & (facts.new_user_inviter < 0)
-            & (created == s.start_ts[uacc])
-        )
+        trial_buyer = trial_accounts(world, uacc) & (inviter < 0) & (created == s.start_ts[uacc])
         created = np.where(trial_buyer, trial_span(world, uacc)[0], created)
         traits = _join(
             '{"email":"',
@@ -737,7 +836,7 @@ def events_of_month(
         order = np.argsort(buyers, kind="stable")
         at = np.minimum(np.searchsorted(buyers[order], nu), max(len(buyers) - 1, 0))
         is_buyer = (
-            (buyers[order][at] == nu) & (facts.new_user_inviter < 0)
+            (buyers[order][at] == nu) & (inviter < 0)
             if len(buyers)
             else np.zeros(len(nu), np.bool_)
         )
@@ -745,10 +844,10 @@ def events_of_month(
         anon = pc.if_else(
             pa.array(is_buyer), anonymous_id("p", buyer_prospect), anonymous_id("u", nu)
         )
-        signup_ts = created - web_rng.integers(60, 540, len(nu))  # after any invite
+        signup_ts = created - signup_gap[keep]  # after any invite
         _add_pages(b, signup_ts, anon, np.full(len(nu), _SIGNUP_PAGE, np.int64), None)
         b.add(created, "identify", None, uid, gid, None, traits, anonymous=anon)
-        invited = facts.new_user_inviter >= 0
+        invited = inviter >= 0
         kind = pc.if_else(pa.array(invited), "invited", "organic")
         b.add(created + 1, "track", "Signed Up", uid, gid, _join('{"type":"', kind, '"}'))
         inv = np.flatnonzero(invited)
@@ -756,53 +855,60 @@ def events_of_month(
             created[inv] - 600,
             "track",
             "Invite Sent",
-            user_id(facts.new_user_inviter[inv]),
+            user_id(inviter[inv]),
             gid.take(inv),
             _join('{"invitee_email":"', user_email(world, nu[inv]), '","invitee_role":"member"}'),
         )
-    if len(facts.removed_users):
+    keep = mine(acc_of[facts.removed_users])
+    removed = facts.removed_users[keep]
+    if len(removed):
         b.add(
-            facts.removed_ts,
+            facts.removed_ts[keep],
             "track",
             "Account Removed User",
-            user_id(facts.removed_users),
-            account_id(acc_of[facts.removed_users]),
-            _s(["{}"] * len(facts.removed_users)),
+            user_id(removed),
+            account_id(acc_of[removed]),
+            _s(["{}"] * len(removed)),
         )
 
     # --- usage
+    keep = mine(acc_of[facts.session_user])
+    session_user = facts.session_user[keep]
     b.add(
-        facts.session_ts,
+        facts.session_ts[keep],
         "track",
         "Signed In",
-        user_id(facts.session_user),
-        account_id(acc_of[facts.session_user]),
-        _s(["{}"] * len(facts.session_ts)) if len(facts.session_ts) else None,
+        user_id(session_user),
+        account_id(acc_of[session_user]),
+        _s(["{}"] * len(session_user)) if len(session_user) else None,
     )
-    if len(facts.feature_ts):
-        props = _join('{"feature":"', _pick(cfg.usage.features, facts.feature_index), '"}')
+    keep = mine(acc_of[facts.feature_user])
+    feature_user = facts.feature_user[keep]
+    if len(feature_user):
+        props = _join('{"feature":"', _pick(cfg.usage.features, facts.feature_index[keep]), '"}')
         b.add(
-            facts.feature_ts,
+            facts.feature_ts[keep],
             "track",
             "Feature Used",
-            user_id(facts.feature_user),
-            account_id(acc_of[facts.feature_user]),
+            user_id(feature_user),
+            account_id(acc_of[feature_user]),
             props,
         )
 
     # --- seat changes, as the product's billing page reports them
-    ca = facts.change_account
+    keep = mine(facts.change_account)
+    ca = facts.change_account[keep]
     if len(ca):
         price = world.price[s.plan[ca]] * (1.0 - s.discount[ca])
         props = _join(
             '{"plan":"',
             _pick(PLANS, s.plan[ca]),
             '","seats":',
-            _num(facts.change_seats_after),
+            _num(facts.change_seats_after[keep]),
             ',"mrr":',
-            _num(facts.change_seats_after * price),
+            _num(facts.change_seats_after[keep] * price),
             ',"previous_mrr":',
-            _num(facts.change_seats_before * price),
+            _num(facts.change_seats_before[keep] * price),
             ',"currency":"USD","interval":"',
             pc.if_else(pa.array(s.annual[ca]), "year", "month"),
             '","subscription_id":"',
@@ -810,7 +916,7 @@ def events_of_month(
             '"}',
         )
         b.add(
-            facts.change_ts,
+            facts.change_ts[keep],
             "track",
             "Subscription Changed",
             user_id(np.where(s.champion[ca] >= 0, s.champion[ca], world.first_user(ca))),
@@ -819,26 +925,28 @@ def events_of_month(
         )
 
     # --- NPS
-    if len(facts.nps_user):
-        props = _join('{"score":', _num(facts.nps_score), "}")
+    keep = mine(acc_of[facts.nps_user])
+    nps_user = facts.nps_user[keep]
+    if len(nps_user):
+        props = _join('{"score":', _num(facts.nps_score[keep]), "}")
         b.add(
-            facts.nps_ts,
+            facts.nps_ts[keep],
             "track",
             "NPS Submitted",
-            user_id(facts.nps_user),
-            account_id(acc_of[facts.nps_user]),
+            user_id(nps_user),
+            account_id(acc_of[nps_user]),
             props,
         )
 
     # --- what tenure's delivery channels report back about the month's actions
     for batch in messages:
+        keep = mine(batch.accounts)
         b.add(
-            batch.ts,
+            batch.ts[keep],
             "track",
             batch.event,
-            user_id(batch.users),
-            account_id(batch.accounts),
-            batch.properties,
+            user_id(batch.users[keep]),
+            account_id(batch.accounts[keep]),
+            batch.properties.filter(pa.array(keep)),
             context_tail=_TENURE_CONTEXT,
         )
-    return b.table(prefix, facts.month)

@@ -1,14 +1,16 @@
 """Writers: event files (Parquet or JSON lines), CSV exports and ground truth.
 
-Each writer is opened once and fed a month at a time, so memory stays bounded
-by one month. Output is byte-identical for the same inputs: no wall-clock
-times, no random file names, fixed column order and compression.
+Each writer is opened once and fed a month (events: a block of accounts) at a
+time, so memory stays bounded by one block of events. Output is byte-identical
+for the same inputs: no wall-clock times, no random file names, fixed column
+order and compression.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from types import TracebackType
+from typing import BinaryIO
 
 import numpy as np
 import numpy.typing as npt
@@ -32,7 +34,7 @@ from tenure.simulate._emit import (
 )
 from tenure.simulate._world import MonthFacts, World
 
-__all__ = ["ExportWriter", "corrupt", "write_events"]
+__all__ = ["EventFile", "ExportWriter", "corrupt"]
 
 _SUBJECTS = (
     "Cannot export report",
@@ -148,17 +150,36 @@ def _concatenated(text: pa.Array | pa.ChunkedArray) -> bytes:
     return b"" if data is None else data.to_pybytes()[int(offsets[0]) : int(offsets[-1])]
 
 
-def write_events(
-    path: Path,
-    table: pa.Table,
-    rows: npt.NDArray[np.int64],
-    kinds: npt.NDArray[np.int64],
-    fmt: EventFormat,
-) -> None:
-    if fmt is EventFormat.PARQUET:
-        pq.write_table(table, path, compression="zstd", row_group_size=1_000_000)
-    else:
-        path.write_bytes(jsonl_lines(table, rows, kinds))
+class EventFile:
+    """One month's event file, written a block at a time (Parquet row groups or JSON lines)."""
+
+    def __init__(self, path: Path, fmt: EventFormat) -> None:
+        self.fmt = fmt
+        self._parquet: pq.ParquetWriter | None = None
+        self._lines: BinaryIO | None = None
+        if fmt is EventFormat.PARQUET:
+            self._parquet = pq.ParquetWriter(path, EVENT_SCHEMA, compression="zstd")
+        else:
+            self._lines = path.open("wb")
+
+    def __enter__(self) -> EventFile:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._parquet is not None:
+            self._parquet.close()
+        if self._lines is not None:
+            self._lines.close()
+
+    def write(
+        self, table: pa.Table, rows: npt.NDArray[np.int64], kinds: npt.NDArray[np.int64]
+    ) -> None:
+        if self._parquet is not None:
+            self._parquet.write_table(table, row_group_size=1_000_000)
+        elif self._lines is not None:
+            self._lines.write(jsonl_lines(table, rows, kinds))
 
 
 class _Csv:

@@ -97,7 +97,7 @@ _OPEN_ENGAGEMENT = 0.8
 
 
 def industry_index(accounts: Ints) -> Ints:
-    """The industry the account's group traits report (see ``_emit.events_of_month``)."""
+    """The industry the account's group traits report (see ``_emit.event_blocks``)."""
     return np.asarray((accounts * 3) % len(INDUSTRIES), np.int64)
 
 

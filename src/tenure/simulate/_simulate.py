@@ -16,8 +16,8 @@ import pyarrow.parquet as pq
 
 from tenure.errors import ConfigError, ConfigProblem
 from tenure.simulate._config import SimulationConfig
-from tenure.simulate._emit import MessageBatch, account_id, events_of_month, trial_accounts
-from tenure.simulate._files import ExportWriter, corrupt, write_events
+from tenure.simulate._emit import MessageBatch, account_id, event_blocks, trial_accounts
+from tenure.simulate._files import EventFile, ExportWriter, corrupt
 from tenure.simulate._interventions import (
     ACTION_TYPES,
     SEGMENTS,
@@ -332,17 +332,19 @@ class Simulation:
             self._mrr_start = float(facts.truth_mrr.sum())
         if m == config.months - self._nrr_months:
             self._cohort, self._cohort_mrr = facts.truth_account, float(facts.truth_mrr.sum())
-        table = events_of_month(world, facts, self._prefix, messages)
-        table, rows, kinds = corrupt(table, self._side, config.malformed_fraction, config.format)
-        write_events(
-            self._events_dir / f"{np.datetime64(config.start, 'M') + m}.{config.format.value}",
-            table,
-            rows,
-            kinds,
-            config.format,
-        )
-        self._events += table.num_rows
-        self._malformed += len(rows)
+        events = 0
+        path = self._events_dir / f"{np.datetime64(config.start, 'M') + m}.{config.format.value}"
+        with EventFile(path, config.format) as out:
+            for block in event_blocks(
+                world, facts, self._prefix, messages, block_accounts=config.event_block_accounts
+            ):
+                table, rows, kinds = corrupt(
+                    block, self._side, config.malformed_fraction, config.format
+                )
+                out.write(table, rows, kinds)
+                events += table.num_rows
+                self._malformed += len(rows)
+        self._events += events
         self._exports.month(world, facts, self._side)
         acc = facts.truth_account
         churn_ts = world.state.churn_ts[acc]
@@ -392,7 +394,7 @@ class Simulation:
                 schema=_OPPORTUNITIES,
             )
         )
-        return int(table.num_rows)
+        return events
 
     def _write_effects(
         self,
@@ -460,7 +462,8 @@ def simulate(
     """Write a simulated company into *out_dir*: ``events/``, ``exports/`` and ``truth/``.
 
     The same *config* and *seed* give byte-identical files: those of a :class:`Simulation`
-    stepped with no actions. Memory is bounded by one month of events plus per-account state.
+    stepped with no actions. Memory is bounded by per-account state, one month of facts as
+    arrays of numbers, and one block of ``config.event_block_accounts`` accounts' events.
     """
     with Simulation(out_dir, config, seed=seed, progress=progress) as simulation:
         return simulation.finish()

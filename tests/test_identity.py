@@ -110,7 +110,9 @@ def load(project: Project, run: str, events: list[dict[str, Any]]) -> None:
         )
     table = pa.Table.from_pylist(rows, schema=EVENT_SCHEMA)
     warehouse = project.warehouse
-    warehouse.publish_events(warehouse.lake.stage_events(table, run))
+    warehouse.publish_events(
+        warehouse.lake.stage_events(table, run), run_id=run, at=project.clock()
+    )
 
 
 def table(project: Project, name: str) -> list[dict[str, Any]]:

@@ -20,7 +20,6 @@ import datetime as dt
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,9 +74,6 @@ class Lake:
         if not self.snapshots_dir.is_dir():
             return []
         return sorted(p.name for p in self.snapshots_dir.iterdir() if any(p.rglob("*.parquet")))
-
-    def event_files(self) -> Iterator[Path]:
-        yield from sorted(self.events_dir.glob("event_date=*/*.parquet"))
 
     def relative(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()

@@ -87,11 +87,9 @@ class Warehouse:
             return None
         return self.backend.read_parquet(self.lake.snapshot_glob(entity), hive_partitioning=True)
 
-    def publish_events(
-        self, files: list[StagedFile], *, run_id: str = "direct", at: dt.datetime | None = None
-    ) -> None:
+    def publish_events(self, files: list[StagedFile], *, run_id: str, at: dt.datetime) -> None:
         """Make event files staged with :meth:`Lake.stage_events` part of the lake."""
-        self.index.register_staged_events(files, run_id=run_id, at=at or dt.datetime.now(dt.UTC))
+        self.index.register_staged_events(files, run_id=run_id, at=at)
 
     def event_count(self) -> int:
         return self.index.event_count()

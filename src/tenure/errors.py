@@ -15,6 +15,8 @@ __all__ = [
     "IdentityError",
     "IngestError",
     "MappingError",
+    "ModelError",
+    "NotFittedError",
     "NotFoundError",
     "ProjectNotFoundError",
     "StoreError",
@@ -90,3 +92,16 @@ class StoreError(TenureError, RuntimeError):
 
 class IdentityError(TenureError, ValueError):
     """An identity operation cannot be carried out as asked."""
+
+
+class ModelError(TenureError, ValueError):
+    """A model cannot be fitted or applied to the data it was given."""
+
+
+class NotFittedError(ModelError, AttributeError):
+    """A model was asked to predict before it was fitted.
+
+    Also an ``AttributeError`` so scikit-learn's ``check_is_fitted`` conventions hold.
+    """
+
+    hint = "call fit() first"

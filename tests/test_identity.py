@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -28,7 +27,7 @@ from tenure.identity._model import Entity, link_id_for, owner_id_for
 from tenure.identity._partition import LinkCandidate, NodeState, components, decide_batch
 from tenure.project import Project, init_project
 from tenure.store import read_audit, verify_audit_chain
-from tenure.warehouse import EVENT_SCHEMA
+from tests._lake import load_events
 
 T0 = dt.datetime(2024, 3, 1, 9, 0, tzinfo=dt.UTC)
 
@@ -97,22 +96,7 @@ def ev(
 
 def load(project: Project, run: str, events: list[dict[str, Any]]) -> None:
     """Write *events* into the lake as ingest run *run*, as the ingest pipeline would."""
-    rows = []
-    for n, event in enumerate(events):
-        rows.append(
-            {
-                **event,
-                "message_id": f"{run}-{n:04d}",
-                "sent_at": event["timestamp"],
-                "received_at": event["timestamp"],
-                "ingest_run": run,
-            }
-        )
-    table = pa.Table.from_pylist(rows, schema=EVENT_SCHEMA)
-    warehouse = project.warehouse
-    warehouse.publish_events(
-        warehouse.lake.stage_events(table, run), run_id=run, at=project.clock()
-    )
+    load_events(project, run, events)
 
 
 def table(project: Project, name: str) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tenure.errors import ConfigError, ConfigProblem, ProjectNotFoundError
+from tenure.features._definitions import FeatureDefinition, FeatureEntity
 
 __all__ = [
     "CONFIG_FILENAME",
@@ -148,6 +149,23 @@ class SourceSettings(_Section):
     path: str | None = None
 
 
+class FeatureSettings(BaseModel):
+    """Which features the build computes: the built-ins, minus ``disable``, plus ``define``.
+
+    Feature definitions are project-file data (see :mod:`tenure.features`); the
+    model lives with the features and holds no behaviour beyond validation.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Built-in feature names to leave out.
+    disable: list[str] = Field(default_factory=list)
+    #: The project's own features (same fields as the built-ins).
+    define: list[FeatureDefinition] = Field(default_factory=list)
+    #: Entities scored with feature snapshots each build.
+    entities: list[FeatureEntity] = Field(default_factory=lambda: [FeatureEntity.ACCOUNT])
+
+
 class ProjectConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -158,6 +176,7 @@ class ProjectConfig(BaseModel):
     ingest: IngestSettings = IngestSettings()
     identity: IdentitySettings = IdentitySettings()
     sources: dict[str, SourceSettings] = Field(default_factory=dict)
+    features: FeatureSettings = FeatureSettings()
 
 
 _SECTIONS: dict[str, type[_Section]] = {
@@ -295,4 +314,22 @@ sources: {}
 #  my_crm_accounts:
 #    mapping: mappings/crm_accounts.yaml
 #    path: exports/crm/accounts.csv
+
+features:
+  # Built-in features to leave out (`tenure features` lists them).
+  disable: []
+  # The project's own features: name, entity (account|person), aggregation,
+  # events, window ("30d"), field, where, description, reason.
+  define: []
+  #  - name: exports_30d
+  #    aggregation: count
+  #    events: [Report Exported]
+  #    window: 30d
+  #    description: reports exported in the last 30 days
+  #  - name: enterprise_tickets_90d
+  #    aggregation: count
+  #    events: [Ticket Created]
+  #    where: {priority: [urgent, high]}
+  #    window: 90d
+  entities: [account]
 """

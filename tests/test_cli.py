@@ -57,8 +57,14 @@ def test_init_then_status_json(tmp_path: Path) -> None:
     code, out, _ = invoke("status", "--project", str(tmp_path / "p"), "--json")
     assert code == 0
     status = json.loads(out)
-    assert status["store_revision"] == "0001"
-    assert status["store_tables"] == {"audit_log": 0, "ingest_runs": 0, "quarantine": 0}
+    assert status["store_revision"] == "0002"
+    assert status["store_tables"] == {
+        "audit_log": 0,
+        "ingest_runs": 0,
+        "model_events": 0,
+        "model_versions": 0,
+        "quarantine": 0,
+    }
     assert status["last_ingest"] is None
     assert (status["lake_events"], status["lake_files"]) == (0, 0)
 

@@ -344,6 +344,7 @@ def test_hash_follows_what_is_computed_not_its_wording() -> None:
 def test_reason_text_renders_the_value() -> None:
     logins = feature_set().get("logins_change_30d")
     assert logins.render_reason(-62.4) == "logins down 62 % over 30 days"
+    assert logins.render_reason(40) == "logins up 40 % over 30 days"
     tickets = feature_set().get("urgent_tickets_open")
     assert tickets.render_reason(2) == "2 unresolved urgent tickets"
 

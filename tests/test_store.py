@@ -40,7 +40,7 @@ def engine(store_url: str) -> Engine:
 
 
 def test_migrations_reach_head_and_are_idempotent(engine: Engine) -> None:
-    assert current_revision(engine) == head_revision() == "0001"
+    assert current_revision(engine) == head_revision() == "0002"
     upgrade(engine)  # a second run is a no-op
     assert is_current(engine)
 
@@ -125,5 +125,5 @@ def test_audit_chain_detects_tampering(engine: Engine) -> None:
 
 def test_store_is_empty_after_migration(engine: Engine) -> None:
     with engine.connect() as connection:
-        for table in ("ingest_runs", "quarantine", "audit_log"):
+        for table in ("ingest_runs", "quarantine", "audit_log", "model_versions", "model_events"):
             assert connection.execute(text(f"SELECT count(*) FROM {table}")).scalar() == 0

@@ -9,28 +9,28 @@ shows the traceback.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
-import enum
-import json
 import os
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
-from tenure.errors import ConfigError, TenureError
+from tenure import _cli_pipeline
+from tenure._cli_common import (
+    JsonOption,
+    ProjectOption,
+    T,
+    errors,
+    out,
+    print_json,
+    progress,
+    set_debug,
+    to_jsonable,
+)
+from tenure._cli_common import project as project_at
+from tenure._cli_models import models_app
+from tenure.errors import TenureError
 
 __all__ = ["app", "main"]
 
@@ -51,107 +51,14 @@ identity_app = typer.Typer(
 app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(db_app, name="db")
 app.add_typer(identity_app, name="identity")
-
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
-
-ProjectOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--project",
-        "-p",
-        help="Project directory (default: current directory).",
-        envvar="TENURE_PROJECT",
-        file_okay=False,
-    ),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
-
-_state = {"debug": False}
-
-T = TypeVar("T")
+app.add_typer(models_app, name="models")
 
 
 @app.callback()
 def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
 ) -> None:
-    _state["debug"] = debug or bool(os.environ.get("TENURE_DEBUG"))
-
-
-def _to_jsonable(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, dict):
-        return {str(k): _to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_to_jsonable(v) for v in value]
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def _print_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(_to_jsonable(value), indent=2, ensure_ascii=False) + "\n")
-
-
-def _fail(error: BaseException) -> None:
-    if _state["debug"]:
-        err.print_exception()
-    if isinstance(error, ConfigError):
-        err.print(f"[bold red]error:[/] {error}", highlight=False, markup=True)
-    else:
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
-    hint = getattr(error, "hint", None)
-    if hint:
-        err.print(f"[dim]hint:[/] {hint}", highlight=False)
-    if not isinstance(error, TenureError) and not _state["debug"]:
-        err.print("[dim]run with --debug for the traceback[/]")
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    try:
-        yield
-    except (typer.Exit, typer.Abort, KeyboardInterrupt):
-        raise
-    except TenureError as error:
-        _fail(error)
-        raise typer.Exit(1) from None
-    except Exception as error:  # an unexpected error still gets one clear line
-        _fail(error)
-        raise typer.Exit(1) from None
-
-
-def _project(path: Path | None) -> Any:
-    from tenure.project import Project
-
-    return Project.open(path or Path.cwd())
-
-
-def _progress() -> tuple[Progress, Callable[[str, int, int | None], None]]:
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TaskProgressColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=True,
-        disable=not err.is_terminal,
-    )
-    tasks: dict[str, Any] = {}
-
-    def advance(label: str, done: int, total: int | None) -> None:
-        if label not in tasks:
-            tasks[label] = bar.add_task(Path(label).name, total=total)
-        bar.update(tasks[label], completed=done, total=total)
-
-    return bar, advance
+    set_debug(debug or bool(os.environ.get("TENURE_DEBUG")))
 
 
 # --------------------------------------------------------------------- init
@@ -163,7 +70,7 @@ def init(
     """Create a project: tenure.yaml with commented defaults, the lake, and a migrated store."""
     from tenure.project import init_project
 
-    with _errors():
+    with errors():
         project = init_project(directory)
         info = {
             "project": str(project.root),
@@ -173,7 +80,7 @@ def init(
         }
         project.close()
     if json_out:
-        _print_json(info)
+        print_json(info)
         return
     out.print(f"[green]created[/] {info['config']}")
     out.print(f"store  {info['store']}\nlake   {info['lake']}")
@@ -184,13 +91,13 @@ def db_upgrade(project_dir: ProjectOption = None, json_out: JsonOption = False) 
     """Migrate the operational store to the newest schema."""
     from tenure.store import current_revision, upgrade
 
-    with _errors():
-        project = _project(project_dir)
+    with errors():
+        project = project_at(project_dir)
         upgrade(project.store)
         revision = current_revision(project.store)
         project.close()
     if json_out:
-        _print_json({"revision": revision})
+        print_json({"revision": revision})
         return
     out.print(f"store at revision {revision}")
 
@@ -235,11 +142,11 @@ def ingest(
     from tenure.collect import builtin_mappings
     from tenure.collect import ingest as run_ingest
 
-    with _errors():
+    with errors():
         if list_mappings:
             mappings = builtin_mappings()
             if json_out:
-                _print_json(
+                print_json(
                     {
                         name: {"source": m.source, "entity": m.entity, "detect": list(m.detect)}
                         for name, m in mappings.items()
@@ -253,13 +160,13 @@ def ingest(
             return
         if not paths:
             raise TenureError("nothing to ingest", hint="tenure ingest FILE_OR_DIR …")
-        project = _project(project_dir)
-        bar, advance = _progress()
+        project = project_at(project_dir)
+        bar, advance = progress()
         with bar:
             report = run_ingest(project, paths, mapping=mapping, progress=advance)
         project.close()
     if json_out:
-        _print_json(_ingest_json(report))
+        print_json(_ingest_json(report))
         return
     out.print(_ingest_table(report))
     out.print(
@@ -272,7 +179,7 @@ def ingest(
 
 
 def _ingest_json(report: Any) -> dict[str, Any]:
-    data: dict[str, Any] = _to_jsonable(report)
+    data: dict[str, Any] = to_jsonable(report)
     data.update(loaded=report.loaded, duplicates=report.duplicates, quarantined=report.quarantined)
     return data
 
@@ -292,16 +199,16 @@ def quarantine_list(
     """List quarantined records with their reasons."""
     from tenure.store import QuarantineStatus, list_quarantined
 
-    with _errors():
+    with errors():
         wanted = None if status == "all" else _status(status, QuarantineStatus)
-        project = _project(project_dir)
+        project = project_at(project_dir)
         with project.store.connect() as connection:
             records = list_quarantined(
                 connection, status=wanted, reason_code=reason, run_id=run, limit=limit
             )
         project.close()
     if json_out:
-        _print_json(records)
+        print_json(records)
         return
     table = Table("id", "file", "record", "reason code", "reason", "status")
     for r in records:
@@ -335,13 +242,13 @@ def quarantine_show(
     """Show one quarantined record: where it came from, why, and the raw text."""
     from tenure.store import get_quarantined
 
-    with _errors():
-        project = _project(project_dir)
+    with errors():
+        project = project_at(project_dir)
         with project.store.connect() as connection:
             record = get_quarantined(connection, record_id)
         project.close()
     if json_out:
-        _print_json(record)
+        print_json(record)
         return
     out.print(f"[bold]record {record.id}[/] ({record.status.value})")
     out.print(f"file    {record.source_file}, record {record.record_number}")
@@ -368,8 +275,8 @@ def quarantine_retry(
     from tenure.collect import retry_quarantined
     from tenure.store import QuarantineStatus, get_quarantined, list_quarantined
 
-    with _errors():
-        project = _project(project_dir)
+    with errors():
+        project = project_at(project_dir)
         with project.store.connect() as connection:
             if record_ids:
                 records = [get_quarantined(connection, i) for i in record_ids]
@@ -383,7 +290,7 @@ def quarantine_retry(
         report = retry_quarantined(project, records)
         project.close()
     if json_out:
-        _print_json(_ingest_json(report))
+        print_json(_ingest_json(report))
         return
     out.print(
         f"retried {len(records):,}: loaded {report.loaded:,} · duplicate {report.duplicates:,}"
@@ -397,12 +304,12 @@ def status(project_dir: ProjectOption = None, json_out: JsonOption = False) -> N
     """Row counts per table, the last ingest, and where the stores are."""
     from tenure.status import project_status
 
-    with _errors():
-        project = _project(project_dir)
+    with errors():
+        project = project_at(project_dir)
         info = project_status(project)
         project.close()
     if json_out:
-        _print_json(info)
+        print_json(info)
         return
     out.print(f"[bold]project[/] {info.project}")
     out.print(f"store      {info.store_url} (revision {info.store_revision})")
@@ -434,12 +341,12 @@ def identity_stitch(project_dir: ProjectOption = None, json_out: JsonOption = Fa
     """Merge identities of newly ingested events into profiles and accounts."""
     from tenure.identity import stitch
 
-    with _errors():
-        project = _project(project_dir)
+    with errors():
+        project = project_at(project_dir)
         report = stitch(project)
         project.close()
     if json_out:
-        _print_json(report)
+        print_json(report)
         return
     for field in dataclasses.fields(report):
         out.print(f"{field.name.replace('_', ' '):<22} {getattr(report, field.name)}")
@@ -456,12 +363,12 @@ def identity_split(
     """Undo a wrong merge: re-partition the profile without that link."""
     from tenure.identity import split_link
 
-    with _errors():
-        project = _project(project_dir)
+    with errors():
+        project = project_at(project_dir)
         result = split_link(project, link_id, actor=actor, reason=reason)
         project.close()
     if json_out:
-        _print_json(result)
+        print_json(result)
         return
     out.print(
         f"split {result.entity} link {result.link_id}: {result.profile_before} → "
@@ -481,12 +388,12 @@ def profile(
     """One customer: identities, traits, account, graph neighbours and recent events."""
     from tenure.identity import find_profile
 
-    with _errors():
-        project = _project(project_dir)
+    with errors():
+        project = project_at(project_dir)
         view = find_profile(project.warehouse, identifier, recent=events)
         project.close()
     if json_out:
-        _print_json(view)
+        print_json(view)
         return
     from tenure._render import render_profile
 
@@ -527,9 +434,9 @@ def simulate(
     for key, value in (("accounts", accounts), ("months", months), ("format", event_format)):
         if value is not None:
             overrides[key] = value
-    with _errors():
+    with errors():
         settings = load_simulation_config(config, **overrides)
-        bar, advance = _progress()
+        bar, advance = progress()
         with bar:
             report = run_simulation(
                 out_dir,
@@ -538,7 +445,7 @@ def simulate(
                 progress=lambda done, total: advance("simulating months", done, total),
             )
     if json_out:
-        _print_json(report)
+        print_json(report)
         return
     for line in _simulation_lines(report):
         out.print(line)
@@ -549,6 +456,13 @@ def simulate(
 
 
 # -------------------------------------------------------------------- demo
+# ------------------------------------------------- features, build, train, score
+app.command("features")(_cli_pipeline.features)
+app.command("build")(_cli_pipeline.build)
+app.command("train")(_cli_pipeline.train)
+app.command("score")(_cli_pipeline.score)
+
+
 @app.command()
 def demo(
     directory: Annotated[Path, typer.Argument(help="Where to create the demo project.")] = Path(
@@ -565,8 +479,8 @@ def demo(
     """Simulate a company, ingest it, stitch identities and report (or --sample)."""
     from tenure.demo import run_demo
 
-    with _errors():
-        bar, advance = _progress()
+    with errors():
+        bar, advance = progress()
         with bar:
             result = run_demo(
                 directory,
@@ -577,7 +491,7 @@ def demo(
                 progress=advance,
             )
     if json_out:
-        _print_json(result)
+        print_json(result)
         return
     out.print(f"[bold green]demo project[/] {result.project}")
     if result.simulation is not None:

@@ -11,12 +11,20 @@ from __future__ import annotations
 
 import enum
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from tenure.errors import ConfigError, ConfigProblem, ProjectNotFoundError
 from tenure.features._definitions import FeatureDefinition, FeatureEntity
@@ -24,10 +32,16 @@ from tenure.features._definitions import FeatureDefinition, FeatureEntity
 __all__ = [
     "CONFIG_FILENAME",
     "ENV_PREFIX",
+    "HealthBands",
+    "HealthComponent",
+    "HealthDirection",
+    "HealthInput",
+    "HealthSettings",
     "IdentifierKind",
     "IdentitySettings",
     "IngestSettings",
     "LakeSettings",
+    "LifecycleSettings",
     "ProjectConfig",
     "SourceSettings",
     "StoreSettings",
@@ -166,6 +180,165 @@ class FeatureSettings(BaseModel):
     entities: list[FeatureEntity] = Field(default_factory=lambda: [FeatureEntity.ACCOUNT])
 
 
+def _events(*names: str) -> Any:
+    return Field(default_factory=lambda: list(names), min_length=1)
+
+
+class LifecycleSettings(_Section):
+    """How lifecycle stages are derived from an account's events (see :mod:`tenure.lifecycle`)."""
+
+    #: A prospect without an opportunity (or a purchase) this long after first touch is unqualified.
+    prospect_days: int = Field(default=30, gt=0)
+    #: A (re)starting customer is onboarding for this many days after the purchase.
+    onboarding_days: int = Field(default=90, gt=0)
+    #: Then established until this many days after the purchase, mature afterwards.
+    established_until_days: int = Field(default=365, gt=0)
+    #: Days before each renewal date that form the renewal window.
+    renewal_window_days: int = Field(default=90, gt=0)
+    #: Cancellations up to this many days after a renewal date count against that
+    #: renewal in the report's renewal rate (billing ends annual plans after the date).
+    renewal_grace_days: int = Field(default=30, ge=0)
+    #: Billing interval (the purchase event's ``interval_property``, lower-cased) → term
+    #: in days. Renewal dates are purchase + k × term; only terms longer than the renewal
+    #: window get renewal windows, and an unknown interval gets none.
+    term_days: dict[str, int] = Field(default_factory=lambda: {"month": 30, "year": 365})
+    interval_property: str = "interval"
+    #: Events that count as first touch; empty means the account's first event of any kind.
+    first_touch_events: list[str] = Field(default_factory=list)
+    opportunity_events: list[str] = _events("Opportunity Created")
+    won_events: list[str] = _events("Opportunity Won")
+    lost_events: list[str] = _events("Opportunity Lost")
+    #: The first of these is the purchase (the won event when there is none); one after
+    #: a churn is a win-back and starts onboarding again.
+    purchase_events: list[str] = _events("Subscription Started")
+    #: Churn: the cancellation that leaves the account no active subscription.
+    churn_events: list[str] = _events("Subscription Canceled")
+    #: Report KPIs: lead qualification, time to value, onboarding milestones, MRR.
+    lead_events: list[str] = _events("Lead Created")
+    qualified_events: list[str] = _events("Lead Qualified")
+    value_events: list[str] = _events("Feature Used")
+    #: Events a new customer should have done within onboarding_days; none by default.
+    onboarding_milestones: list[str] = Field(default_factory=list)
+    mrr_events: list[str] = _events("Subscription Started", "Subscription Changed")
+    mrr_property: str = "mrr"
+
+    @field_validator("term_days")
+    @classmethod
+    def _terms(cls, value: dict[str, int]) -> dict[str, int]:
+        bad = [k for k, v in value.items() if v < 1]
+        if bad:
+            raise ValueError(f"terms are at least 1 day (check {', '.join(bad)})")
+        return {k.lower(): v for k, v in value.items()}
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LifecycleSettings:
+        if self.established_until_days <= self.onboarding_days:
+            raise ValueError(
+                f"established_until_days ({self.established_until_days}) must be greater "
+                f"than onboarding_days ({self.onboarding_days})"
+            )
+        return self
+
+
+class HealthDirection(enum.StrEnum):
+    HIGHER_IS_BETTER = "higher_is_better"
+    LOWER_IS_BETTER = "lower_is_better"
+
+
+class HealthInput(_Section):
+    """One feature read by a health component."""
+
+    feature: str
+    direction: HealthDirection = HealthDirection.HIGHER_IS_BETTER
+    #: Values above the cap count as the cap (all equally good, or equally bad).
+    cap: float | None = None
+
+
+class HealthComponent(_Section):
+    weight: float = Field(ge=0)
+    inputs: list[HealthInput] = Field(min_length=1)
+
+
+def _component(weight: float, *inputs: tuple[str, str, float | None]) -> HealthComponent:
+    return HealthComponent(
+        weight=weight,
+        inputs=[
+            HealthInput(feature=name, direction=HealthDirection(direction), cap=cap)
+            for name, direction, cap in inputs
+        ],
+    )
+
+
+_UP, _DOWN = "higher_is_better", "lower_is_better"
+
+
+def _default_components() -> dict[str, HealthComponent]:
+    # weights checked against the simulator's churn with health_auc (sentiment and
+    # billing carry the most signal there); tune them on your own churn the same way
+    return {
+        "usage_depth": _component(
+            0.25,
+            ("logins_30d", _UP, None),
+            ("active_users_ratio", _UP, None),
+            ("days_since_last_login", _DOWN, None),
+        ),
+        "breadth": _component(0.10, ("feature_breadth_90d", _UP, None)),
+        "engagement_trend": _component(
+            0.10, ("usage_trend", _UP, None), ("logins_change_30d", _UP, None)
+        ),
+        "support": _component(
+            0.10,
+            ("tickets_open", _DOWN, None),
+            ("urgent_tickets_open", _DOWN, None),
+            ("csat_mean_90d", _UP, None),
+        ),
+        "sentiment": _component(0.25, ("nps_last", _UP, None), ("ticket_sentiment_30d", _UP, None)),
+        "billing": _component(0.20, ("payment_failures_90d", _DOWN, None)),
+    }
+
+
+class HealthBands(_Section):
+    #: Health at or above ``green`` is green, at or above ``yellow`` yellow, else red.
+    green: float = Field(default=70.0, ge=0, le=100)
+    yellow: float = Field(default=40.0, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> HealthBands:
+        if self.yellow > self.green:
+            raise ValueError(f"yellow ({self.yellow}) must not exceed green ({self.green})")
+        return self
+
+
+_COMPONENT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+#: Columns of the health table that a component may not be named after.
+HEALTH_COLUMNS = ("account_id", "as_of", "health", "band", "change_30d", "movers")
+
+
+class HealthSettings(_Section):
+    """The health score's components, their weights and inputs (see :mod:`tenure.models.health`)."""
+
+    components: dict[str, HealthComponent] = Field(default_factory=_default_components)
+    bands: HealthBands = HealthBands()
+    #: How many of the components that moved the score most are named in ``movers``.
+    movers: int = Field(default=2, ge=0)
+
+    @field_validator("components")
+    @classmethod
+    def _named_and_weighted(cls, value: dict[str, HealthComponent]) -> dict[str, HealthComponent]:
+        if not value:
+            raise ValueError("at least one component")
+        for name in value:
+            if not _COMPONENT_NAME.match(name) or name in HEALTH_COLUMNS:
+                raise ValueError(
+                    f"component names are lower_snake_case and not one of "
+                    f"{', '.join(HEALTH_COLUMNS)} (got {name!r})"
+                )
+        if sum(c.weight for c in value.values()) <= 0:
+            raise ValueError("at least one component needs a weight above 0")
+        return value
+
+
 class ProjectConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -177,6 +350,8 @@ class ProjectConfig(BaseModel):
     identity: IdentitySettings = IdentitySettings()
     sources: dict[str, SourceSettings] = Field(default_factory=dict)
     features: FeatureSettings = FeatureSettings()
+    lifecycle: LifecycleSettings = LifecycleSettings()
+    health: HealthSettings = HealthSettings()
 
 
 _SECTIONS: dict[str, type[_Section]] = {
@@ -332,4 +507,83 @@ features:
   #    where: {priority: [urgent, high]}
   #    window: 90d
   entities: [account]
+
+lifecycle:
+  # Stages: prospect → opportunity → onboarding → established → mature, with
+  # renewal windows before each renewal date of an annual plan, churned, and the
+  # funnel exits unqualified and lost (`tenure.lifecycle` documents the rules).
+  # A prospect with no opportunity this many days after first touch is unqualified.
+  prospect_days: 30
+  # A new (or won-back) customer is onboarding for this many days after purchase,
+  onboarding_days: 90
+  # then established until this many days after purchase, and mature after that.
+  established_until_days: 365
+  # Days before each renewal date (purchase + k × term) that are its renewal window.
+  renewal_window_days: 90
+  # Cancellations up to this many days after a renewal date count as not renewing.
+  renewal_grace_days: 30
+  # Billing interval (the purchase event's `interval` property) → term in days.
+  # Only terms longer than the renewal window have renewal windows.
+  term_days: {month: 30, year: 365}
+  interval_property: interval
+  # Events that count as first touch; [] means the account's first event of any kind.
+  first_touch_events: []
+  opportunity_events: [Opportunity Created]
+  won_events: [Opportunity Won]
+  lost_events: [Opportunity Lost]
+  # The first is the purchase (else the won event); one after a churn is a win-back.
+  purchase_events: [Subscription Started]
+  # Churn: the cancellation that leaves the account no active subscription.
+  churn_events: [Subscription Canceled]
+  # Stage KPIs: lead qualification, time to value (first value event after purchase).
+  lead_events: [Lead Created]
+  qualified_events: [Lead Qualified]
+  value_events: [Feature Used]
+  # Events a new customer should have done within onboarding_days (none by default,
+  # so the report shows milestone completion as not available).
+  onboarding_milestones: []
+  mrr_events: [Subscription Started, Subscription Changed]
+  mrr_property: mrr
+
+health:
+  # The health score (0–100) is the weighted mean of its components; weights are
+  # normalized over the components an account has inputs for. Each input scores
+  # 0–100 as the share of the reference accounts it does at least as well as
+  # (`direction`); values above `cap` count as the cap. Tune the weights with
+  # `tenure.models.health.health_auc` (these defaults were checked on the simulator).
+  components:
+    usage_depth:
+      weight: 0.25
+      inputs:
+        - {feature: logins_30d, direction: higher_is_better}
+        - {feature: active_users_ratio, direction: higher_is_better}
+        - {feature: days_since_last_login, direction: lower_is_better}
+    breadth:
+      weight: 0.10
+      inputs:
+        - {feature: feature_breadth_90d, direction: higher_is_better}
+    engagement_trend:
+      weight: 0.10
+      inputs:
+        - {feature: usage_trend, direction: higher_is_better}
+        - {feature: logins_change_30d, direction: higher_is_better}
+    support:
+      weight: 0.10
+      inputs:
+        - {feature: tickets_open, direction: lower_is_better}
+        - {feature: urgent_tickets_open, direction: lower_is_better}
+        - {feature: csat_mean_90d, direction: higher_is_better}
+    sentiment:
+      weight: 0.25
+      inputs:
+        - {feature: nps_last, direction: higher_is_better}
+        - {feature: ticket_sentiment_30d, direction: higher_is_better}
+    billing:
+      weight: 0.20
+      inputs:
+        - {feature: payment_failures_90d, direction: lower_is_better}
+  # Bands: green at or above `green`, yellow at or above `yellow`, else red.
+  bands: {green: 70, yellow: 40}
+  # How many of the components that moved the score most are named in `movers`.
+  movers: 2
 """

@@ -108,6 +108,8 @@ class FeatureDefinition(BaseModel):
     default: float | None = 0.0
     description: str = ""
     reason: str | None = None
+    #: The reason's wording when the value is positive (a change that went up).
+    reason_rising: str | None = None
 
     @field_validator("name")
     @classmethod
@@ -123,7 +125,7 @@ class FeatureDefinition(BaseModel):
             parse_window(value)
         return value
 
-    @field_validator("reason")
+    @field_validator("reason", "reason_rising")
     @classmethod
     def _reason_uses_known_fields(cls, value: str | None) -> str | None:
         if value is None:
@@ -175,8 +177,11 @@ class FeatureDefinition(BaseModel):
         if value is None or (isinstance(value, float) and value != value):
             return f"{self.description or self.name}: unknown"
         number = float(value) if isinstance(value, int | float) else None
-        if self.reason and number is not None:
-            return self.reason.format(
+        template = self.reason
+        if self.reason_rising and number is not None and number > 0:
+            template = self.reason_rising
+        if template and number is not None:
+            return template.format(
                 value=number, abs_value=abs(number), pct=number, abs_pct=abs(number)
             )
         shown = f"{number:,.4g}" if number is not None else str(value)
@@ -186,7 +191,7 @@ class FeatureDefinition(BaseModel):
 def definition_hash(definition: FeatureDefinition) -> str:
     """A stable hash of what the feature computes (not of its wording)."""
     semantic = definition.model_dump(
-        mode="json", exclude={"description", "reason"}, exclude_defaults=False
+        mode="json", exclude={"description", "reason", "reason_rising"}, exclude_defaults=False
     )
     text = json.dumps(semantic, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -217,6 +222,7 @@ BUILTIN_FEATURES: tuple[FeatureDefinition, ...] = (
         default=None,
         description="change in sign-ins vs the 30 days before, %",
         reason="logins down {abs_pct:.0f} % over 30 days",
+        reason_rising="logins up {pct:.0f} % over 30 days",
     ),
     _f(
         name="active_users_30d",
@@ -261,6 +267,7 @@ BUILTIN_FEATURES: tuple[FeatureDefinition, ...] = (
         default=None,
         description="weekly activity trend over 8 weeks (share of an average week per week)",
         reason="activity falling {abs_pct:.0f} % of a week's usage per week",
+        reason_rising="activity rising {pct:.0f} % of a week's usage per week",
     ),
     _f(
         name="days_since_last_login",

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    ForeignKey,
     Index,
     Integer,
     MetaData,
@@ -21,9 +22,19 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    UniqueConstraint,
+    text,
 )
 
-__all__ = ["UTCDateTime", "audit_log", "ingest_runs", "metadata", "quarantine"]
+__all__ = [
+    "UTCDateTime",
+    "audit_log",
+    "ingest_runs",
+    "metadata",
+    "model_events",
+    "model_versions",
+    "quarantine",
+]
 
 metadata = MetaData(
     naming_convention={
@@ -114,4 +125,55 @@ audit_log = Table(
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False, unique=True),
     Index(None, "action"),
+)
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("name", String(100), nullable=False),
+    Column("version", Integer, nullable=False),  # 1, 2, … per name
+    Column("status", String(16), nullable=False),  # candidate | shadow | production | retired
+    # relative to the project's model directory, so a moved project keeps its models
+    Column("artifact_path", Text, nullable=False),
+    Column("artifact_hash", String(64), nullable=False),  # sha256 of the artifact file
+    Column("artifact_bytes", BigInteger, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("training_start", UTCDateTime()),
+    Column("training_end", UTCDateTime()),
+    Column("feature_hashes", Text, nullable=False),  # JSON object: feature name -> hash
+    Column("metrics", Text, nullable=False),  # JSON object
+    Column("params", Text, nullable=False),  # JSON object
+    Column("description", Text, nullable=False),
+    Column("promoted_at", UTCDateTime()),
+    Column("retired_at", UTCDateTime()),
+    # the production version this one replaced: what a rollback restores
+    Column("previous_production_id", BigInteger, ForeignKey("model_versions.id")),
+    UniqueConstraint("name", "version"),
+    # at most one production version per name, whatever concurrent promotions do
+    Index(
+        "ix_model_versions_one_production",
+        "name",
+        unique=True,
+        sqlite_where=text("status = 'production'"),
+        postgresql_where=text("status = 'production'"),
+    ),
+)
+
+model_events = Table(
+    "model_events",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("model_version_id", BigInteger, ForeignKey("model_versions.id"), nullable=False),
+    Column("from_status", String(16)),  # None when the version was registered
+    Column("to_status", String(16), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(40), nullable=False),  # register | promote | retire | rollback
+    Index(None, "model_version_id"),
 )

@@ -1,0 +1,220 @@
+"""``tenure features | build | train | score``: the intelligence steps from the command line.
+
+Thin shells over :mod:`tenure.features` and :mod:`tenure.models.pipeline`;
+``tenure.cli`` registers them as top-level commands.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from tenure._cli_common import JsonOption, ProjectOption, errors, out, print_json, project
+from tenure.errors import TenureError
+
+__all__ = ["at_risk_table", "build", "features", "parse_as_of", "score", "train"]
+
+AsOfOption = Annotated[
+    str | None,
+    typer.Option(
+        "--as-of",
+        help="Run as of this UTC date or time (ISO 8601); events from then on are ignored. "
+        "Default: now.",
+    ),
+]
+
+
+def parse_as_of(text: str | None, default: dt.datetime) -> dt.datetime:
+    """An ISO date or time, read as UTC when it names no zone."""
+    if text is None:
+        return default
+    try:
+        parsed = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise TenureError(
+            f"--as-of {text!r} is not an ISO date or time", hint="e.g. --as-of 2025-06-01"
+        ) from None
+    return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed.astimezone(dt.UTC)
+
+
+def features(project_dir: ProjectOption = None, json_out: JsonOption = False) -> None:
+    """List the features the build computes, with their windows and hashes."""
+    from tenure.features import definition_hash, feature_set
+
+    with errors(), project(project_dir) as opened:
+        chosen = feature_set(opened.config.features, source=str(opened.config_path))
+    rows: list[dict[str, Any]] = [
+        {
+            "name": d.name,
+            "entity": d.entity.value,
+            "aggregation": d.aggregation.value,
+            "events": d.events,
+            "window": d.window,
+            "hash": definition_hash(d),
+            "description": d.description,
+        }
+        for d in chosen.definitions
+    ]
+    if json_out:
+        print_json(rows)
+        return
+    table = Table(title=f"{len(rows)} features")
+    for column in ("name", "entity", "aggregation", "window", "events", "hash", "description"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row["name"],
+            row["entity"],
+            row["aggregation"],
+            row["window"],
+            ", ".join(row["events"]),
+            row["hash"],
+            row["description"],
+        )
+    out.print(table)
+
+
+def build(
+    project_dir: ProjectOption = None, as_of: AsOfOption = None, json_out: JsonOption = False
+) -> None:
+    """Build features (and text sentiment) as of a time."""
+    from tenure.models.pipeline import build as build_step
+
+    with errors(), project(project_dir) as opened:
+        report = build_step(opened, as_of=parse_as_of(as_of, opened.clock()))
+    if json_out:
+        print_json(report)
+        return
+    out.print(f"[bold]build[/] as of {report.as_of:%Y-%m-%d %H:%M} UTC")
+    out.print(f"  text scored for sentiment: {report.sentiment_scored:,} events")
+    for item in report.features:
+        out.print(
+            f"  features_{item.entity.value}: {item.rows:,} rows × {item.features} features "
+            f"in {item.seconds:.1f} s → {item.snapshot}"
+        )
+
+
+def train(
+    project_dir: ProjectOption = None,
+    as_of: AsOfOption = None,
+    horizon_days: Annotated[int, typer.Option(help="Churn within this many days.")] = 90,
+    history_months: Annotated[int, typer.Option(help="Monthly cutoffs to learn from.")] = 12,
+    promote: Annotated[
+        bool | None,
+        typer.Option(
+            "--promote/--no-promote",
+            help="Make the new versions production (default: only when none is).",
+        ),
+    ] = None,
+    actor: Annotated[str | None, typer.Option(help="Who trains (audit log).")] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Train churn, survival and retention models; register them as new versions."""
+    from tenure.models.pipeline import TrainingSettings
+    from tenure.models.pipeline import train as train_step
+
+    settings = TrainingSettings(horizon_days=horizon_days, history_months=history_months)
+    with errors(), project(project_dir) as opened:
+        report = train_step(
+            opened,
+            as_of=parse_as_of(as_of, opened.clock()),
+            settings=settings,
+            actor=actor or getpass.getuser(),
+            promote=promote,
+        )
+    if json_out:
+        print_json(report)
+        return
+    metrics = report.validation
+    out.print(
+        f"[bold]trained[/] on {report.rows:,} customer-months "
+        f"({report.churn_rate:.1%} churned within {horizon_days} days)"
+    )
+    out.print(
+        f"  out-of-time validation: ROC-AUC {metrics.roc_auc:.3f} · PR-AUC {metrics.pr_auc:.3f} · "
+        f"Brier {metrics.brier:.4f} · ECE {metrics.ece:.4f} · "
+        f"top-decile lift {metrics.top_decile_lift:.2f}"
+    )
+    for name, version in report.versions.items():
+        state = "production" if name in report.promoted else version.status.value
+        out.print(f"  {version.label} ({state})")
+
+
+def score(
+    project_dir: ProjectOption = None,
+    as_of: AsOfOption = None,
+    top: Annotated[int, typer.Option(help="At-risk accounts to show.")] = 10,
+    json_out: JsonOption = False,
+) -> None:
+    """Score every customer: churn risk with reasons, renewal probability, CLV."""
+    from tenure.models.pipeline import score as score_step
+
+    with errors(), project(project_dir) as opened:
+        report = score_step(opened, as_of=parse_as_of(as_of, opened.clock()))
+        at_risk = top_at_risk(opened, top)
+    if json_out:
+        print_json({"report": report, "at_risk": at_risk})
+        return
+    versions = ", ".join(report.versions.values())
+    out.print(
+        f"[bold]scored[/] {report.rows:,} customers as of {report.as_of:%Y-%m-%d} ({versions})"
+    )
+    for label, agreement in report.shadows.items():
+        out.print(
+            f"  shadow {label}: Spearman {agreement.spearman:.3f}, "
+            f"top-decile overlap {agreement.top_overlap:.0%}"
+        )
+    out.print(at_risk_table(at_risk))
+
+
+def top_at_risk(opened: Any, count: int) -> list[dict[str, Any]]:
+    """The customers most likely to churn, with names, reasons and CLV."""
+    from tenure.models.pipeline import SCORES_TABLE
+
+    warehouse = opened.warehouse
+    scores = warehouse.table(SCORES_TABLE)
+    accounts = warehouse.table("accounts").select("account_id", "name")
+    joined = scores.left_join(accounts, "account_id")
+    top = joined.order_by(joined.churn_probability.desc()).limit(count)
+    rows: list[dict[str, Any]] = warehouse.backend.to_pyarrow(top).to_pylist()
+    return [
+        {
+            "account_id": row["account_id"],
+            "name": row["name"],
+            "churn_probability": row["churn_probability"],
+            "renewal_probability": row["renewal_probability"],
+            "mrr": row["mrr"],
+            "clv": row["clv"],
+            "reasons": [r["text"] for r in json.loads(row["churn_reasons"])],
+        }
+        for row in rows
+    ]
+
+
+def at_risk_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="accounts most at risk")
+    for column, justify in (
+        ("account", "left"),
+        ("churn 90d", "right"),
+        ("renews", "right"),
+        ("MRR", "right"),
+        ("CLV", "right"),
+        ("why", "left"),
+    ):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for row in rows:
+        renews = row["renewal_probability"]
+        table.add_row(
+            row["name"] or row["account_id"],
+            f"{row['churn_probability']:.0%}",
+            "—" if renews is None else f"{renews:.0%}",
+            f"{row['mrr'] or 0:,.0f}",
+            f"{row['clv'] or 0:,.0f}",
+            "; ".join(row["reasons"]),
+        )
+    return table

@@ -1,0 +1,198 @@
+"""Scoring customers as of a time with the production models (and the shadows beside them).
+
+Every score row names the model versions that produced it. Shadow versions of
+the churn model score the same customers into ``shadow_scores``; they never
+reach ``scores`` (which decisions read), and their agreement with production is
+reported.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tenure.errors import ModelError
+from tenure.features import FeatureEntity, FeatureSet, feature_frame
+from tenure.models._labels import customer_outcomes
+from tenure.models._train import CHURN_MODEL, RETENTION_MODEL, SURVIVAL_MODEL
+from tenure.models.churn import ChurnClassifier
+from tenure.models.clv import ShiftedBetaGeometric, subscription_clv
+from tenure.models.registry import ModelRegistry, ModelVersion, ShadowAgreement, shadow_agreement
+from tenure.models.survival import ChurnSurvival
+from tenure.warehouse import Warehouse
+
+__all__ = ["SCORES_TABLE", "SHADOW_SCORES_TABLE", "ScoreReport", "ScoringSettings", "score"]
+
+SCORES_TABLE = "scores"
+SHADOW_SCORES_TABLE = "shadow_scores"
+_DAYS_PER_MONTH = 365.25 / 12
+
+
+@dataclass(frozen=True, slots=True)
+class ScoringSettings:
+    reasons: int = 3
+    gross_margin: float = 0.8
+    annual_discount_rate: float = 0.10
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreReport:
+    as_of: dt.datetime
+    rows: int
+    versions: dict[str, str]
+    shadows: dict[str, ShadowAgreement]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _production(registry: ModelRegistry, name: str) -> tuple[ModelVersion, Any]:
+    version = registry.production(name)
+    if version is None:
+        raise ModelError(
+            f"no production version of model {name!r}",
+            hint="run `tenure train` (a first training promotes its models), "
+            "or `tenure models promote`",
+        )
+    return version, registry.load(version)
+
+
+def score(
+    warehouse: Warehouse,
+    registry: ModelRegistry,
+    features: FeatureSet,
+    *,
+    as_of: dt.datetime,
+    settings: ScoringSettings | None = None,
+) -> ScoreReport:
+    """Score every customer at *as_of*: churn risk with reasons, renewal odds, CLV."""
+    settings = settings or ScoringSettings()
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
+    churn_version, churn = _production(registry, CHURN_MODEL)
+    survival_version, survival = _production(registry, SURVIVAL_MODEL)
+    retention_version, retention = _production(registry, RETENTION_MODEL)
+    assert isinstance(churn, ChurnClassifier)
+    assert isinstance(survival, ChurnSurvival)
+    assert isinstance(retention, ShiftedBetaGeometric)
+
+    customers = customer_outcomes(warehouse, [as_of], observed_until=as_of)
+    frame = feature_frame(
+        warehouse, customers[["entity_id", "cutoff"]], features, FeatureEntity.ACCOUNT
+    )
+    frame = customers[["entity_id", "cutoff", "started_at"]].merge(
+        frame, on=["entity_id", "cutoff"], validate="one_to_one"
+    )
+    seconds["features"] = time.perf_counter() - started
+    names = list(churn.feature_names_in_)
+    X = frame[names]
+
+    started = time.perf_counter()
+    probability = churn.predict_proba(X)[:, 1] if len(frame) else np.zeros(0)
+
+    def describe(feature: str, value: object) -> str:
+        try:
+            return features.get(feature).render_reason(value)
+        except KeyError:
+            return f"{feature} = {value}"
+
+    reasons = churn.explain(X, top_k=settings.reasons, describe=describe) if len(frame) else []
+    seconds["churn"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    to_renewal = frame["days_to_renewal"].fillna(365.25).clip(lower=0.0).to_numpy()
+    renewal = (
+        survival.conditional_survival(X, 0.0, to_renewal) if len(frame) else pd.Series(dtype=float)
+    )
+    months = (pd.Timestamp(as_of) - frame["started_at"]).dt.total_seconds() / 86_400.0
+    renewals = np.floor(months.to_numpy() / _DAYS_PER_MONTH)
+    monthly_rate = (1 + settings.annual_discount_rate) ** (1 / 12) - 1
+    clv = (
+        subscription_clv(
+            retention,
+            renewals,
+            frame["mrr"].fillna(0.0).to_numpy(),
+            discount_rate=monthly_rate,
+            gross_margin=settings.gross_margin,
+        )
+        if len(frame)
+        else np.zeros(0)
+    )
+    seconds["survival_clv"] = time.perf_counter() - started
+
+    labels = {
+        CHURN_MODEL: churn_version.label,
+        SURVIVAL_MODEL: survival_version.label,
+        RETENTION_MODEL: retention_version.label,
+    }
+    table = pa.table(
+        {
+            "account_id": pa.array(frame["entity_id"], pa.string()),
+            "as_of": pa.array([as_of] * len(frame), pa.timestamp("us", tz="UTC")),
+            "churn_probability": pa.array(probability, pa.float64()),
+            "churn_reasons": pa.array(
+                [json.dumps([_reason(r) for r in row]) for row in reasons], pa.string()
+            ),
+            "renewal_probability": pa.array(np.asarray(renewal, dtype=float), pa.float64()),
+            "clv": pa.array(np.asarray(clv, dtype=float), pa.float64()),
+            "mrr": pa.array(frame["mrr"].to_numpy(dtype=float), pa.float64()),
+            "churn_model": pa.array([labels[CHURN_MODEL]] * len(frame), pa.string()),
+            "survival_model": pa.array([labels[SURVIVAL_MODEL]] * len(frame), pa.string()),
+            "retention_model": pa.array([labels[RETENTION_MODEL]] * len(frame), pa.string()),
+        }
+    )
+    warehouse.replace_table(SCORES_TABLE, table)
+    _write_snapshot(warehouse, "scores", as_of, table)
+
+    shadows: dict[str, ShadowAgreement] = {}
+    shadow_tables = []
+    for version in registry.shadows(CHURN_MODEL):
+        model = registry.load(version)
+        assert isinstance(model, ChurnClassifier)
+        shadow_p = model.predict_proba(frame[list(model.feature_names_in_)])[:, 1]
+        if len(frame) >= 2:
+            shadows[version.label] = shadow_agreement(probability, shadow_p)
+        shadow_tables.append(
+            pa.table(
+                {
+                    "account_id": pa.array(frame["entity_id"], pa.string()),
+                    "as_of": pa.array([as_of] * len(frame), pa.timestamp("us", tz="UTC")),
+                    "churn_probability": pa.array(shadow_p, pa.float64()),
+                    "churn_model": pa.array([version.label] * len(frame), pa.string()),
+                }
+            )
+        )
+    if shadow_tables:
+        warehouse.replace_table(SHADOW_SCORES_TABLE, pa.concat_tables(shadow_tables))
+    return ScoreReport(
+        as_of=as_of, rows=len(frame), versions=labels, shadows=shadows, seconds=seconds
+    )
+
+
+def _reason(reason: Any) -> dict[str, Any]:
+    value = reason.value
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        value = None
+    return {
+        "feature": reason.feature,
+        "value": value,
+        "contribution": round(float(reason.contribution), 4),
+        "text": reason.text,
+    }
+
+
+def _write_snapshot(warehouse: Warehouse, kind: str, as_of: dt.datetime, table: pa.Table) -> None:
+    folder = warehouse.lake.root / kind / f"as_of={as_of.date().isoformat()}"
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f"{kind}.parquet.tmp"
+    pq.write_table(table, tmp)
+    os.replace(tmp, folder / f"{kind}.parquet")

@@ -1,0 +1,211 @@
+"""Training the churn, survival and retention models on point-in-time frames.
+
+Training pairs are (customer, cutoff) at monthly cutoffs that end one horizon
+before the run's ``as_of``, so every label is fully observed by then. The churn
+classifier is first fitted on the older cutoffs and scored on the newest
+(out-of-time validation, the metrics it is registered with), then refitted on
+all of them: the registered model learned from the most recent behaviour too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from tenure.errors import ModelError
+from tenure.features import FeatureEntity, FeatureSet, feature_frame
+from tenure.models._labels import churned_within, customer_outcomes, monthly_cutoffs
+from tenure.models.churn import ChurnClassifier
+from tenure.models.clv import ShiftedBetaGeometric
+from tenure.models.metrics import ClassificationMetrics, classification_report
+from tenure.models.registry import ModelRegistry, ModelStatus, ModelVersion
+from tenure.models.survival import ChurnSurvival
+from tenure.warehouse import Warehouse
+
+__all__ = [
+    "CHURN_MODEL",
+    "RETENTION_MODEL",
+    "SURVIVAL_MODEL",
+    "ChurnTraining",
+    "TrainingSettings",
+    "train_churn",
+]
+
+CHURN_MODEL = "churn"
+SURVIVAL_MODEL = "churn_survival"
+RETENTION_MODEL = "retention_sbg"
+_DAYS_PER_MONTH = 365.25 / 12
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingSettings:
+    """How churn models are trained (defaults suit monthly SaaS data)."""
+
+    horizon_days: int = 90
+    history_months: int = 12
+    validation_months: int = 3
+    random_state: int = 0
+    n_jobs: int = 2
+
+
+@dataclass(frozen=True, slots=True)
+class ChurnTraining:
+    """What one training run produced."""
+
+    as_of: dt.datetime
+    rows: int
+    churn_rate: float
+    validation: ClassificationMetrics
+    versions: dict[str, ModelVersion]
+    promoted: list[str]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def training_frame(
+    warehouse: Warehouse,
+    features: FeatureSet,
+    *,
+    as_of: dt.datetime,
+    settings: TrainingSettings,
+) -> pd.DataFrame:
+    """Customers at monthly cutoffs with their point-in-time features and outcome."""
+    last = as_of - dt.timedelta(days=settings.horizon_days)
+    cutoffs = monthly_cutoffs(last, settings.history_months)
+    outcomes = customer_outcomes(warehouse, cutoffs, observed_until=as_of)
+    if outcomes.empty:
+        raise ModelError(
+            f"no customers (accounts with a subscription) before {last:%Y-%m-%d}: "
+            "nothing to train on",
+            hint="ingest billing data (Subscription Started / Canceled) or pick a later --as-of",
+        )
+    outcomes["churned"] = churned_within(outcomes, settings.horizon_days)
+    frame = feature_frame(
+        warehouse, outcomes[["entity_id", "cutoff"]], features, FeatureEntity.ACCOUNT
+    )
+    return outcomes.merge(frame, on=["entity_id", "cutoff"], how="left", validate="one_to_one")
+
+
+def train_churn(
+    warehouse: Warehouse,
+    registry: ModelRegistry,
+    features: FeatureSet,
+    *,
+    as_of: dt.datetime,
+    settings: TrainingSettings | None = None,
+    actor: str = "system",
+    promote: bool | None = None,
+) -> ChurnTraining:
+    """Train and register the churn classifier, the survival model and the sBG.
+
+    New versions are candidates. ``promote=True`` makes them production;
+    ``None`` (the default) promotes only when a model has no production version
+    yet, so a first run leaves a project able to score.
+    """
+    settings = settings or TrainingSettings()
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
+    frame = training_frame(warehouse, features, as_of=as_of, settings=settings)
+    seconds["frame"] = time.perf_counter() - started
+    names = features.names(FeatureEntity.ACCOUNT)
+    y = frame["churned"].to_numpy()
+    if y.sum() < 10 or (1 - y).sum() < 10:
+        raise ModelError(
+            f"too few outcomes to learn from: {int(y.sum())} churned and "
+            f"{int((1 - y).sum())} retained customer-months (10 of each needed)",
+            hint="train on more history (--history-months) or more accounts",
+        )
+    cutoffs = sorted(frame["cutoff"].unique())
+    if len(cutoffs) < 2:
+        raise ModelError(
+            f"out-of-time validation needs customers at 2 or more cutoffs, found {len(cutoffs)}",
+            hint="train on more history (--history-months)",
+        )
+    split = (
+        cutoffs[-settings.validation_months]
+        if len(cutoffs) > settings.validation_months
+        else cutoffs[-1]
+    )
+    older = (frame["cutoff"] < split).to_numpy()
+
+    started = time.perf_counter()
+    params = {"random_state": settings.random_state, "n_jobs": settings.n_jobs}
+    holdout_model = ChurnClassifier(**params).fit(frame.loc[older, names], y[older])
+    validation = classification_report(
+        y[~older], holdout_model.predict_proba(frame.loc[~older, names])[:, 1]
+    )
+    model = ChurnClassifier(**params).fit(frame[names], y)
+    seconds["churn"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    survival = ChurnSurvival().fit(
+        frame[names],
+        frame["days_observed"].clip(lower=0.5),
+        frame["ended_at"].notna().astype(int),
+    )
+    survival_c = survival.score(
+        frame.loc[~older, names],
+        frame.loc[~older, "days_observed"].clip(lower=0.5),
+        frame.loc[~older, "ended_at"].notna().astype(int),
+    )
+    seconds["survival"] = time.perf_counter() - started
+
+    retention = _fit_retention(frame, as_of)
+
+    window = {"training_start": min(cutoffs).to_pydatetime(), "training_end": as_of}
+    hashes = features.hashes(FeatureEntity.ACCOUNT)
+    common = {"feature_hashes": hashes, "actor": actor, **window}
+    versions = {
+        CHURN_MODEL: registry.register(
+            CHURN_MODEL,
+            model,
+            metrics={**validation.as_dict(), "rows": float(len(frame))},
+            params={**model.get_params(), "horizon_days": settings.horizon_days},
+            description=f"P(churn within {settings.horizon_days} days), out-of-time validated",
+            **common,
+        ),
+        SURVIVAL_MODEL: registry.register(
+            SURVIVAL_MODEL,
+            survival,
+            metrics={"concordance": float(survival_c)},
+            params=survival.get_params(),
+            description="time to churn (Cox), days; renewal probability at the renewal date",
+            **common,
+        ),
+        RETENTION_MODEL: registry.register(
+            RETENTION_MODEL,
+            retention,
+            metrics={k: float(v) for k, v in retention.params_.items()},
+            params={"period": "month"},
+            description="shifted-beta-geometric monthly retention, for subscription CLV",
+            **common,
+        ),
+    }
+    promoted = []
+    for name, version in versions.items():
+        if promote or (promote is None and registry.production(name) is None):
+            registry.promote(name, version.version, to=ModelStatus.PRODUCTION, actor=actor)
+            promoted.append(name)
+    return ChurnTraining(
+        as_of=as_of,
+        rows=len(frame),
+        churn_rate=float(y.mean()),
+        validation=validation,
+        versions={name: registry.get(name, v.version) for name, v in versions.items()},
+        promoted=promoted,
+        seconds=seconds,
+    )
+
+
+def _fit_retention(frame: pd.DataFrame, as_of: dt.datetime) -> ShiftedBetaGeometric:
+    """sBG on every customer's months from start to cancellation (or to *as_of*)."""
+    spells = frame.drop_duplicates("entity_id", keep="last")
+    end = spells["ended_at"].fillna(pd.Timestamp(as_of))
+    months = (end - spells["started_at"]).dt.total_seconds() / 86_400.0 / _DAYS_PER_MONTH
+    churned = spells["ended_at"].notna().to_numpy()
+    # a cancellation during month t (t ≥ 1); an active customer has renewed floor(months) times
+    lifetimes = np.where(churned, np.maximum(np.ceil(months), 1), np.floor(months))
+    return ShiftedBetaGeometric().fit_durations(lifetimes, churned)

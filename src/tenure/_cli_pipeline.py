@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import datetime as dt
 import getpass
-import json
-from typing import Annotated, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from tenure._cli_common import JsonOption, ProjectOption, errors, out, print_json, project
 from tenure.errors import TenureError
+
+if TYPE_CHECKING:
+    from tenure.models.pipeline import AtRisk
 
 __all__ = ["at_risk_table", "build", "features", "parse_as_of", "score", "train"]
 
@@ -152,13 +155,14 @@ def score(
     json_out: JsonOption = False,
 ) -> None:
     """Score every customer: churn risk with reasons, renewal probability, CLV."""
+    from tenure.models.pipeline import at_risk
     from tenure.models.pipeline import score as score_step
 
     with errors(), project(project_dir) as opened:
         report = score_step(opened, as_of=parse_as_of(as_of, opened.clock()))
-        at_risk = top_at_risk(opened, top)
+        riskiest = at_risk(opened, top)
     if json_out:
-        print_json({"report": report, "at_risk": at_risk})
+        print_json({"report": report, "at_risk": riskiest})
         return
     versions = ", ".join(report.versions.values())
     out.print(
@@ -169,34 +173,10 @@ def score(
             f"  shadow {label}: Spearman {agreement.spearman:.3f}, "
             f"top-decile overlap {agreement.top_overlap:.0%}"
         )
-    out.print(at_risk_table(at_risk))
+    out.print(at_risk_table(riskiest))
 
 
-def top_at_risk(opened: Any, count: int) -> list[dict[str, Any]]:
-    """The customers most likely to churn, with names, reasons and CLV."""
-    from tenure.models.pipeline import SCORES_TABLE
-
-    warehouse = opened.warehouse
-    scores = warehouse.table(SCORES_TABLE)
-    accounts = warehouse.table("accounts").select("account_id", "name")
-    joined = scores.left_join(accounts, "account_id")
-    top = joined.order_by(joined.churn_probability.desc()).limit(count)
-    rows: list[dict[str, Any]] = warehouse.backend.to_pyarrow(top).to_pylist()
-    return [
-        {
-            "account_id": row["account_id"],
-            "name": row["name"],
-            "churn_probability": row["churn_probability"],
-            "renewal_probability": row["renewal_probability"],
-            "mrr": row["mrr"],
-            "clv": row["clv"],
-            "reasons": [r["text"] for r in json.loads(row["churn_reasons"])],
-        }
-        for row in rows
-    ]
-
-
-def at_risk_table(rows: list[dict[str, Any]]) -> Table:
+def at_risk_table(rows: Sequence[AtRisk]) -> Table:
     table = Table(title="accounts most at risk")
     for column, justify in (
         ("account", "left"),
@@ -208,13 +188,13 @@ def at_risk_table(rows: list[dict[str, Any]]) -> Table:
     ):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for row in rows:
-        renews = row["renewal_probability"]
+        renews = row.renewal_probability
         table.add_row(
-            row["name"] or row["account_id"],
-            f"{row['churn_probability']:.0%}",
+            row.name or row.account_id,
+            f"{row.churn_probability:.0%}",
             "—" if renews is None else f"{renews:.0%}",
-            f"{row['mrr'] or 0:,.0f}",
-            f"{row['clv'] or 0:,.0f}",
-            "; ".join(row["reasons"]),
+            f"{row.mrr or 0:,.0f}",
+            f"{row.clv or 0:,.0f}",
+            "; ".join(row.reasons),
         )
     return table

@@ -503,6 +503,16 @@ def demo(
         f"{result.stitch.merges:,} merges, "
         f"{sum(result.stitch.refused.values()):,} links refused"
     )
+    if result.training is not None and result.scoring is not None:
+        metrics = result.training.validation
+        out.print(
+            f"churn model: out-of-time ROC-AUC {metrics.roc_auc:.3f}, "
+            f"ECE {metrics.ece:.3f}, top-decile lift {metrics.top_decile_lift:.1f}; "
+            f"{result.scoring.rows:,} customers scored"
+        )
+        out.print(_cli_pipeline.at_risk_table(result.at_risk))
+    elif result.models_skipped:
+        out.print(f"[yellow]models not trained:[/] {result.models_skipped}")
     out.print(
         f"\nnext: [bold]tenure status -p {result.project}[/] · "
         f"[bold]tenure profile -p {result.project} {result.example_profile}[/] · "

@@ -3,7 +3,9 @@
 By default the company is simulated (:mod:`tenure.simulate`, 2,000 accounts
 over 24 months): its events and exports are written to ``simulation/`` in the
 project, ingested as of the end of the simulated window, and stitched; the
-ground truth stays in ``simulation/truth`` for evaluation. ``sample=True`` loads
+ground truth stays in ``simulation/truth`` for evaluation. Then the intelligence
+steps run as of that end: build features, train the churn, survival and retention
+models, and score every customer. ``sample=True`` loads
 the small bundled sample instead (eight accounts, hand-made exports with a
 custom HubSpot property and deliberately broken records), which is also what
 the tests use to check identity edge cases.
@@ -11,10 +13,11 @@ the tests use to check identity edge cases.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 
@@ -22,7 +25,18 @@ import ibis
 
 from tenure.collect import IngestReport, Progress, ingest
 from tenure.config import CONFIG_FILENAME, default_config_text
+from tenure.errors import ModelError
 from tenure.identity import StitchReport, stitch
+from tenure.models.pipeline import (
+    AtRisk,
+    BuildReport,
+    ChurnTraining,
+    ScoreReport,
+    at_risk,
+    build,
+    score,
+    train,
+)
 from tenure.project import Clock, Project, init_project
 from tenure.simulate import SimulationReport, load_simulation_config, simulate
 
@@ -50,6 +64,13 @@ class DemoResult:
     ingest: IngestReport
     stitch: StitchReport
     example_profile: str
+    # the intelligence steps (None with the bundled sample: too few customers to learn from)
+    build: BuildReport | None = None
+    training: ChurnTraining | None = None
+    scoring: ScoreReport | None = None
+    at_risk: list[AtRisk] = field(default_factory=list)
+    #: Why the models were not trained (too little history), if they were not.
+    models_skipped: str | None = None
 
 
 def sample_dir() -> Path:
@@ -104,9 +125,22 @@ def run_demo(
         report = ingest(project, inputs, progress=progress)
         stitched = stitch(project)
         example = "ada@acme.example" if sample else _busiest_user(project)
+        result = DemoResult(str(project.root), simulated, report, stitched, example)
+        if not sample:
+            as_of = project.clock()
+            built = build(project, as_of=as_of)
+            result = dataclasses.replace(result, build=built)
+            try:
+                trained = train(project, as_of=as_of, actor="tenure demo")
+            except ModelError as error:  # a tiny or short simulation: say why, keep the rest
+                return dataclasses.replace(result, models_skipped=str(error))
+            scored = score(project, as_of=as_of)
+            result = dataclasses.replace(
+                result, training=trained, scoring=scored, at_risk=at_risk(project, 10)
+            )
     finally:
         project.close()
-    return DemoResult(str(project.root), simulated, report, stitched, example)
+    return result
 
 
 def _fixed(at: dt.datetime) -> Clock:

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from tenure.errors import ConfigError, ConfigProblem
 from tenure.features._attribute import attributed_events
-from tenure.features._compile import compile_features
+from tenure.features._compile import compile_features, prepare_facts
 from tenure.features._definitions import (
     BUILTIN_FEATURES,
     Aggregation,
@@ -167,7 +167,10 @@ def feature_frame(
     cutoff, so labels taken after the cutoff cannot leak into the features.
     """
     cutoffs = _pairs_table(pairs)
-    expr = compile_features(facts(warehouse, entity), cutoffs, features.for_entity(entity))
+    definitions = features.for_entity(entity)
+    latest = warehouse.backend.execute(cutoffs.cutoff.max())
+    prepared = _materialized(warehouse, facts(warehouse, entity, before=latest), definitions)
+    expr = compile_features(prepared, cutoffs, definitions)
     frame: pd.DataFrame = warehouse.backend.to_pyarrow(expr).to_pandas()
     return frame.sort_values(["entity_id", "cutoff"], ignore_index=True)
 
@@ -212,7 +215,8 @@ def build_features(
         entity_id=known[id_column], cutoff=ibis.literal(as_of, "timestamp('UTC')")
     )
     definitions: Sequence[FeatureDefinition] = features.for_entity(entity)
-    expr = compile_features(facts(warehouse, entity, before=as_of), cutoffs, definitions)
+    prepared = _materialized(warehouse, facts(warehouse, entity, before=as_of), definitions)
+    expr = compile_features(prepared, cutoffs, definitions)
     name = features_table(entity)
     warehouse.replace_table(name, expr.rename(as_of="cutoff"))
     table = warehouse.backend.to_pyarrow(warehouse.table(name))
@@ -228,6 +232,15 @@ def build_features(
         hashes=hashes,
         seconds=time.perf_counter() - started,
     )
+
+
+def _materialized(
+    warehouse: Warehouse, raw: ir.Table, definitions: Sequence[FeatureDefinition]
+) -> ir.Table:
+    """The facts the definitions read, parsed once into a session-scoped temp table."""
+    name = "_tenure_feature_facts"
+    warehouse.backend.create_table(name, prepare_facts(raw, definitions), temp=True, overwrite=True)
+    return warehouse.backend.table(name)
 
 
 def _write_snapshot(

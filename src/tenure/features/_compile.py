@@ -13,7 +13,9 @@ join and one aggregation.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -25,17 +27,55 @@ from tenure.features._definitions import Aggregation, FeatureDefinition
 if TYPE_CHECKING:
     import ibis.expr.types as ir
 
-__all__ = ["FACT_COLUMNS", "compile_features"]
+__all__ = ["FACT_COLUMNS", "compile_features", "prepare_facts"]
 
 FACT_COLUMNS = ("entity_id", "user", "event", "timestamp", "properties", "sentiment")
+_BUILTIN_FIELDS = {"user", "sentiment"}
 _SECONDS_PER_DAY = 86_400.0
 _YEARLY = ["year", "yearly", "annual", "annually", "y"]
+
+
+def _property_column(field: str, kind: str) -> str:
+    digest = hashlib.sha256(field.encode()).hexdigest()[:8]
+    return f"{kind}_{re.sub(r'[^0-9a-zA-Z]', '_', field)[:40]}_{digest}"
+
+
+def _fields(definitions: Sequence[FeatureDefinition]) -> list[str]:
+    found: set[str] = set()
+    for d in definitions:
+        found.update(f for f in (d.field, d.key) if f)
+        found.update(d.where)
+    return sorted(found - _BUILTIN_FIELDS)
+
+
+def prepare_facts(facts: ir.Table, definitions: Sequence[FeatureDefinition]) -> ir.Table:
+    """Only the events the definitions read, each property they use parsed once.
+
+    Materialize the result (a temp table) before :func:`compile_features` so the
+    events are read and their JSON parsed once per build, not once per feature.
+    """
+    events = sorted({e for d in definitions for e in [*d.events, *d.close_events]})
+    kept = facts.filter(facts.event.isin(events)) if events else facts.limit(0)
+    props = kept.properties.try_cast("json")
+    parsed: dict[str, ir.Value] = {}
+    for field in _fields(definitions):
+        value = props[field]
+        parsed[_property_column(field, "t")] = ibis.coalesce(
+            value.str, value.int.cast("string"), value.float.cast("string")
+        )
+        parsed[_property_column(field, "n")] = ibis.coalesce(
+            value.float, value.str.try_cast("float64")
+        )
+    return kept.select("entity_id", "user", "event", "timestamp", "sentiment", **parsed)
 
 
 def compile_features(
     facts: ir.Table, cutoffs: ir.Table, definitions: Sequence[FeatureDefinition]
 ) -> ir.Table:
-    """One row per cutoff pair with a column per definition (in the given order)."""
+    """One row per cutoff pair with a column per definition (in the given order).
+
+    *facts* is :func:`prepare_facts`' output (for the same definitions or more).
+    """
     base = cutoffs.select("entity_id", "cutoff")
     direct = [d for d in definitions if d.aggregation is not Aggregation.RATIO]
     groups: dict[tuple[str, ...], list[FeatureDefinition]] = defaultdict(list)
@@ -86,14 +126,15 @@ def _joined(facts: ir.Table, base: ir.Table, events: list[str], lookback_days: i
         ],
     )
     age = (joined.cutoff.epoch_seconds() - joined.timestamp.epoch_seconds()) / _SECONDS_PER_DAY
+    parsed = [c for c in relevant.columns if c.startswith(("t_", "n_"))]
     return joined.select(
-        entity_id=joined.entity_id,
-        cutoff=joined.cutoff,
-        user=joined.user,
-        event=joined.event,
-        timestamp=joined.timestamp,
-        properties=joined.properties.try_cast("json"),
-        sentiment=joined.sentiment,
+        "entity_id",
+        "cutoff",
+        "user",
+        "event",
+        "timestamp",
+        "sentiment",
+        *parsed,
         age=age.cast("float64"),
     )
 
@@ -110,15 +151,13 @@ def _matches(joined: ir.Table, where: dict[str, object]) -> ir.BooleanValue:
 def _text(joined: ir.Table, field: str) -> ir.StringValue:
     if field == "user":
         return joined.user
-    value = joined.properties[field]
-    return ibis.coalesce(value.str, value.int.cast("string"), value.float.cast("string"))
+    return joined[_property_column(field, "t")]
 
 
 def _number(joined: ir.Table, field: str) -> ir.FloatingValue:
     if field == "sentiment":
         return joined.sentiment.cast("float64")
-    value = joined.properties[field]
-    return ibis.coalesce(value.float, value.str.try_cast("float64"))
+    return joined[_property_column(field, "n")]
 
 
 def _aggregate(facts: ir.Table, base: ir.Table, members: list[FeatureDefinition]) -> ir.Table:

@@ -110,6 +110,8 @@ class FeatureDefinition(BaseModel):
     reason: str | None = None
     #: The reason's wording when the value is positive (a change that went up).
     reason_rising: str | None = None
+    #: The reason's wording when the value is missing (no such events at all).
+    reason_missing: str | None = None
 
     @field_validator("name")
     @classmethod
@@ -125,7 +127,7 @@ class FeatureDefinition(BaseModel):
             parse_window(value)
         return value
 
-    @field_validator("reason", "reason_rising")
+    @field_validator("reason", "reason_rising", "reason_missing")
     @classmethod
     def _reason_uses_known_fields(cls, value: str | None) -> str | None:
         if value is None:
@@ -175,7 +177,7 @@ class FeatureDefinition(BaseModel):
     def render_reason(self, value: Any) -> str:
         """This feature's value in plain words, for a reason code."""
         if value is None or (isinstance(value, float) and value != value):
-            return f"{self.description or self.name}: unknown"
+            return self.reason_missing or f"{self.description or self.name}: none"
         number = float(value) if isinstance(value, int | float) else None
         template = self.reason
         if self.reason_rising and number is not None and number > 0:
@@ -191,7 +193,9 @@ class FeatureDefinition(BaseModel):
 def definition_hash(definition: FeatureDefinition) -> str:
     """A stable hash of what the feature computes (not of its wording)."""
     semantic = definition.model_dump(
-        mode="json", exclude={"description", "reason", "reason_rising"}, exclude_defaults=False
+        mode="json",
+        exclude={"description", "reason", "reason_rising", "reason_missing"},
+        exclude_defaults=False,
     )
     text = json.dumps(semantic, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -212,7 +216,7 @@ BUILTIN_FEATURES: tuple[FeatureDefinition, ...] = (
         events=["Signed In"],
         window="30d",
         description="sign-ins in the last 30 days",
-        reason="only {value:.0f} sign-ins in the last 30 days",
+        reason="few sign-ins: {value:.0f} in the last 30 days",
     ),
     _f(
         name="logins_change_30d",
@@ -222,6 +226,7 @@ BUILTIN_FEATURES: tuple[FeatureDefinition, ...] = (
         default=None,
         description="change in sign-ins vs the 30 days before, %",
         reason="logins down {abs_pct:.0f} % over 30 days",
+        reason_missing="no sign-ins in the previous 30 days",
         reason_rising="logins up {pct:.0f} % over 30 days",
     ),
     _f(
@@ -231,7 +236,7 @@ BUILTIN_FEATURES: tuple[FeatureDefinition, ...] = (
         field="user",
         window="30d",
         description="people active in the last 30 days",
-        reason="only {value:.0f} active users in the last 30 days",
+        reason="few active users: {value:.0f} in the last 30 days",
     ),
     _f(
         name="users_180d",
@@ -249,6 +254,7 @@ BUILTIN_FEATURES: tuple[FeatureDefinition, ...] = (
         default=None,
         description="share of the last 180 days' users active in the last 30",
         reason="{pct:.0f} % of users still active",
+        reason_missing="no active users in 180 days",
     ),
     _f(
         name="feature_breadth_90d",
@@ -257,7 +263,7 @@ BUILTIN_FEATURES: tuple[FeatureDefinition, ...] = (
         field="feature",
         window="90d",
         description="distinct features used in the last 90 days",
-        reason="uses only {value:.0f} features",
+        reason="narrow use: {value:.0f} features in 90 days",
     ),
     _f(
         name="usage_trend",
@@ -267,6 +273,7 @@ BUILTIN_FEATURES: tuple[FeatureDefinition, ...] = (
         default=None,
         description="weekly activity trend over 8 weeks (share of an average week per week)",
         reason="activity falling {abs_pct:.0f} % of a week's usage per week",
+        reason_missing="no activity in 8 weeks",
         reason_rising="activity rising {pct:.0f} % of a week's usage per week",
     ),
     _f(
@@ -329,7 +336,8 @@ BUILTIN_FEATURES: tuple[FeatureDefinition, ...] = (
         window="30d",
         default=None,
         description="mean sentiment of tickets opened in the last 30 days (−1 … 1)",
-        reason="negative tone in recent tickets ({value:.2f})",
+        reason="tone of recent tickets {value:+.2f} (−1 … 1)",
+        reason_missing="no tickets in the last 30 days",
     ),
     _f(
         name="csat_mean_90d",
@@ -340,6 +348,7 @@ BUILTIN_FEATURES: tuple[FeatureDefinition, ...] = (
         default=None,
         description="mean CSAT (1–5) over 90 days",
         reason="support satisfaction {value:.1f} of 5",
+        reason_missing="no CSAT rating in 90 days",
     ),
     _f(
         name="nps_last",
@@ -350,6 +359,7 @@ BUILTIN_FEATURES: tuple[FeatureDefinition, ...] = (
         default=None,
         description="latest NPS score (0–10) in the last year",
         reason="last NPS score {value:.0f}",
+        reason_missing="no NPS answer in the last year",
     ),
     _f(
         name="payment_failures_90d",
@@ -364,10 +374,11 @@ BUILTIN_FEATURES: tuple[FeatureDefinition, ...] = (
         aggregation="latest",
         events=_SUBSCRIPTION,
         field="mrr",
-        window="730d",
+        window="3650d",
         default=None,
         description="monthly recurring revenue",
-        reason="MRR {value:,.0f}",
+        reason="plan size: MRR {value:,.0f}",
+        reason_missing="no subscription on record",
     ),
     _f(
         name="mrr_change_90d",
@@ -375,7 +386,7 @@ BUILTIN_FEATURES: tuple[FeatureDefinition, ...] = (
         events=_SUBSCRIPTION,
         field="mrr",
         window="90d",
-        lookback="730d",
+        lookback="3650d",
         description="MRR change over 90 days",
         reason="MRR changed by {value:+,.0f} in 90 days",
     ),
@@ -384,9 +395,10 @@ BUILTIN_FEATURES: tuple[FeatureDefinition, ...] = (
         aggregation="latest",
         events=_SUBSCRIPTION,
         field="seats",
-        window="730d",
+        window="3650d",
         default=None,
         description="licensed seats",
+        reason="small team: {value:.0f} seats",
     ),
     _f(
         name="tenure_days",

@@ -40,6 +40,8 @@ _DAYS_PER_MONTH = 365.25 / 12
 @dataclass(frozen=True, slots=True)
 class ScoringSettings:
     reasons: int = 3
+    #: Cancellations this long after a renewal date still count against it.
+    renewal_grace_days: float = 30.0
     gross_margin: float = 0.8
     annual_discount_rate: float = 0.10
 
@@ -107,7 +109,11 @@ def score(
     seconds["churn"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    to_renewal = frame["days_to_renewal"].fillna(365.25).clip(lower=0.0).to_numpy()
+    # P(renew) = P(still a customer a grace period after the renewal date)
+    to_renewal = (
+        frame["days_to_renewal"].fillna(365.25).clip(lower=0.0).to_numpy()
+        + settings.renewal_grace_days
+    )
     renewal = (
         survival.conditional_survival(X, 0.0, to_renewal) if len(frame) else pd.Series(dtype=float)
     )

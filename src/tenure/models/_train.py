@@ -49,7 +49,9 @@ class TrainingSettings:
     history_months: int = 12
     validation_months: int = 3
     random_state: int = 0
-    n_jobs: int = 2
+    #: LightGBM threads; None: one for small frames (threads busy-wait and a
+    #: shared machine makes them slower), two beyond 200k rows.
+    n_jobs: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +134,8 @@ def train_churn(
     older = (frame["cutoff"] < split).to_numpy()
 
     started = time.perf_counter()
-    params = {"random_state": settings.random_state, "n_jobs": settings.n_jobs}
+    threads = settings.n_jobs or (1 if len(frame) < 200_000 else 2)
+    params = {"random_state": settings.random_state, "n_jobs": threads}
     holdout_model = ChurnClassifier(**params).fit(frame.loc[older, names], y[older])
     validation = classification_report(
         y[~older], holdout_model.predict_proba(frame.loc[~older, names])[:, 1]

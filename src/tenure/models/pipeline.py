@@ -8,6 +8,7 @@ can run them for any date and get the same result for the same inputs.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -24,11 +25,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SCORES_TABLE",
+    "AtRisk",
     "BuildReport",
     "ChurnTraining",
     "ScoreReport",
     "ScoringSettings",
     "TrainingSettings",
+    "at_risk",
     "build",
     "score",
     "train",
@@ -87,3 +90,38 @@ def score(
     return score_warehouse(
         project.warehouse, registry_for(project), chosen, as_of=as_of, settings=settings
     )
+
+
+@dataclass(frozen=True, slots=True)
+class AtRisk:
+    """A scored customer, as the demo and reports show one."""
+
+    account_id: str
+    name: str | None
+    churn_probability: float
+    renewal_probability: float | None
+    mrr: float | None
+    clv: float | None
+    reasons: list[str]
+
+
+def at_risk(project: Project, count: int = 10) -> list[AtRisk]:
+    """The *count* customers of the latest scoring most likely to churn."""
+    warehouse = project.warehouse
+    scores = warehouse.table(SCORES_TABLE)
+    accounts = warehouse.table("accounts").select("account_id", "name")
+    joined = scores.left_join(accounts, "account_id")
+    top = joined.order_by([joined.churn_probability.desc(), joined.account_id]).limit(count)
+    rows = warehouse.backend.to_pyarrow(top).to_pylist()
+    return [
+        AtRisk(
+            account_id=row["account_id"],
+            name=row["name"],
+            churn_probability=row["churn_probability"],
+            renewal_probability=row["renewal_probability"],
+            mrr=row["mrr"],
+            clv=row["clv"],
+            reasons=[r["text"] for r in json.loads(row["churn_reasons"])],
+        )
+        for row in rows
+    ]

@@ -1,0 +1,116 @@
+"""End to end on a simulated company: build, train, score, and the model registry round trip."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tenure.cli import app
+from tenure.demo import DemoResult, run_demo
+from tenure.models.pipeline import SCORES_TABLE, score, train
+from tenure.models.registry import ModelStatus, registry_for
+from tenure.project import Project
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def company(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, DemoResult]:
+    root = tmp_path_factory.mktemp("intel") / "company"
+    return root, run_demo(root, accounts=400, months=15, seed=5)
+
+
+def _as_of(result: DemoResult) -> dt.datetime:
+    assert result.build is not None
+    return result.build.as_of
+
+
+def _scores(project: Project) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = project.warehouse.table(SCORES_TABLE).to_pyarrow().to_pylist()
+    return rows
+
+
+def test_the_demo_trains_scores_and_explains(company: tuple[Path, DemoResult]) -> None:
+    root, result = company
+    assert result.models_skipped is None
+    assert result.training is not None
+    assert result.scoring is not None
+    metrics = result.training.validation
+    assert 0.0 <= metrics.ece <= 1.0
+    assert metrics.n > 0
+    assert result.training.promoted == ["churn", "churn_survival", "retention_sbg"]
+    risks = [r.churn_probability for r in result.at_risk]
+    assert len(risks) == 10
+    assert risks == sorted(risks, reverse=True)
+    with Project.open(root) as project:
+        rows = _scores(project)
+    assert len(rows) == result.scoring.rows > 50
+    for row in rows:
+        assert 0.0 <= float(row["churn_probability"]) <= 1.0  # type: ignore[arg-type]
+        assert 0.0 <= float(row["renewal_probability"]) <= 1.0  # type: ignore[arg-type]
+        assert float(row["clv"]) >= 0.0  # type: ignore[arg-type]
+        assert row["churn_model"] == "churn v1"
+        assert row["survival_model"] == "churn_survival v1"
+        reasons = json.loads(str(row["churn_reasons"]))
+        assert 1 <= len(reasons) <= 3
+        assert all(r["contribution"] > 0 and r["text"] for r in reasons)
+
+
+def test_a_candidate_shadows_then_scores_then_rolls_back(
+    company: tuple[Path, DemoResult],
+) -> None:
+    root, result = company
+    as_of = _as_of(result)
+    with Project.open(root) as project:
+        registry = registry_for(project)
+        second = train(project, as_of=as_of, actor="test")
+        candidate = second.versions["churn"]
+        assert (candidate.version, candidate.status) == (2, ModelStatus.CANDIDATE)
+        assert second.promoted == []
+
+        registry.promote("churn", 2, to=ModelStatus.SHADOW, actor="test")
+        shadowed = score(project, as_of=as_of)
+        assert {r["churn_model"] for r in _scores(project)} == {"churn v1"}
+        agreement = shadowed.shadows["churn v2"]
+        assert agreement.n == shadowed.rows
+        assert -1.0 <= agreement.spearman <= 1.0
+        shadow_rows = project.warehouse.table("shadow_scores").to_pyarrow().to_pylist()
+        assert {r["churn_model"] for r in shadow_rows} == {"churn v2"}
+
+        registry.promote("churn", 2, to=ModelStatus.PRODUCTION, actor="test")
+        score(project, as_of=as_of)
+        assert {r["churn_model"] for r in _scores(project)} == {"churn v2"}
+
+        registry.rollback("churn", actor="test")
+        score(project, as_of=as_of)
+        assert {r["churn_model"] for r in _scores(project)} == {"churn v1"}
+        assert registry.get("churn", 2).status is ModelStatus.RETIRED
+
+
+def test_commands_build_score_features_and_models(company: tuple[Path, DemoResult]) -> None:
+    root, result = company
+    runner = CliRunner()
+    as_of = _as_of(result).date().isoformat()
+    built = runner.invoke(app, ["build", "-p", str(root), "--as-of", as_of, "--json"])
+    assert built.exit_code == 0, built.output
+    assert json.loads(built.stdout)["features"][0]["rows"] > 0
+    scored = runner.invoke(
+        app, ["score", "-p", str(root), "--as-of", as_of, "--json", "--top", "3"]
+    )
+    assert scored.exit_code == 0, scored.output
+    document = json.loads(scored.stdout)
+    assert len(document["at_risk"]) == 3
+    assert all(r["reasons"] for r in document["at_risk"])
+    listed = runner.invoke(app, ["models", "list", "-p", str(root), "--json"])
+    assert listed.exit_code == 0, listed.output
+    names = {v["name"] for v in json.loads(listed.stdout)}
+    assert names == {"churn", "churn_survival", "retention_sbg"}
+    features = runner.invoke(app, ["features", "-p", str(root), "--json"])
+    assert "logins_30d" in {f["name"] for f in json.loads(features.stdout)}
+    bad = runner.invoke(app, ["score", "-p", str(root), "--as-of", "June"])
+    assert bad.exit_code == 1
+    assert "--as-of 'June' is not an ISO date or time" in bad.stderr

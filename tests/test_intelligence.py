@@ -42,7 +42,12 @@ def test_the_demo_trains_scores_and_explains(company: tuple[Path, DemoResult]) -
     metrics = result.training.validation
     assert 0.0 <= metrics.ece <= 1.0
     assert metrics.n > 0
-    assert result.training.promoted == ["churn", "churn_survival", "retention_sbg"]
+    trained = result.training
+    assert trained.promoted[:3] == ["churn", "churn_survival", "retention_sbg"]
+    every = {"expansion", "promoter", "clv_bgnbd", "clv_gammagamma"}
+    assert set(trained.promoted[3:]) | set(trained.skipped) == every
+    # a 400-account company pays monthly invoices: the purchase models can be fitted
+    assert {"clv_bgnbd", "clv_gammagamma", "expansion"} <= set(trained.promoted)
     risks = [r.churn_probability for r in result.at_risk]
     assert len(risks) == 10
     assert risks == sorted(risks, reverse=True)
@@ -55,6 +60,10 @@ def test_the_demo_trains_scores_and_explains(company: tuple[Path, DemoResult]) -
         assert float(row["clv"]) >= 0.0  # type: ignore[arg-type]
         assert row["churn_model"] == "churn v1"
         assert row["survival_model"] == "churn_survival v1"
+        for column in ("expansion_probability", "probability_alive"):
+            value = row[column]
+            assert value is None or 0.0 <= float(value) <= 1.0  # type: ignore[arg-type]
+        assert json.loads(str(row["other_models"]))["clv_bgnbd"] == "clv_bgnbd v1"
         reasons = json.loads(str(row["churn_reasons"]))
         assert 1 <= len(reasons) <= 3
         assert all(r["contribution"] > 0 and r["text"] for r in reasons)
@@ -108,7 +117,7 @@ def test_commands_build_score_features_and_models(company: tuple[Path, DemoResul
     listed = runner.invoke(app, ["models", "list", "-p", str(root), "--json"])
     assert listed.exit_code == 0, listed.output
     names = {v["name"] for v in json.loads(listed.stdout)}
-    assert names == {"churn", "churn_survival", "retention_sbg"}
+    assert {"churn", "churn_survival", "retention_sbg", "clv_bgnbd"} <= names
     features = runner.invoke(app, ["features", "-p", str(root), "--json"])
     assert "logins_30d" in {f["name"] for f in json.loads(features.stdout)}
     bad = runner.invoke(app, ["score", "-p", str(root), "--as-of", "June"])

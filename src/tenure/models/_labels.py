@@ -24,7 +24,16 @@ if TYPE_CHECKING:
 
     from tenure.warehouse import Warehouse
 
-__all__ = ["END_EVENTS", "START_EVENTS", "customer_outcomes", "monthly_cutoffs"]
+__all__ = [
+    "END_EVENTS",
+    "PURCHASE_EVENTS",
+    "START_EVENTS",
+    "churned_within",
+    "customer_outcomes",
+    "future_counts",
+    "monthly_cutoffs",
+    "purchases",
+]
 
 START_EVENTS = ("Subscription Started",)
 END_EVENTS = ("Subscription Canceled",)
@@ -83,3 +92,89 @@ def churned_within(outcomes: pd.DataFrame, horizon_days: float) -> pd.Series:
 def _cutoffs_table(cutoffs: Sequence[dt.datetime]) -> ir.Table:
     table = pa.table({"cutoff": pa.array(list(cutoffs), pa.timestamp("us", tz="UTC"))})
     return ibis.memtable(table)
+
+
+#: Purchase events and the property holding their amount (for BG/NBD and Gamma-Gamma).
+PURCHASE_EVENTS: dict[str, str] = {"Order Completed": "revenue", "Invoice Paid": "amount"}
+
+
+def purchases(warehouse: Warehouse, *, before: dt.datetime) -> pd.DataFrame:
+    """Every account's purchases before *before*: ``entity_id``, ``timestamp``, ``amount``."""
+    events = attributed_events(warehouse)
+    events = events.filter(
+        events.account_id.notnull()
+        & events.event.isin(list(PURCHASE_EVENTS))
+        & (events.timestamp < before)
+    )
+    props = events.properties.try_cast("json")
+    amount = ibis.null("float64")
+    for name, field in PURCHASE_EVENTS.items():
+        value = ibis.coalesce(props[field].float, props[field].str.try_cast("float64"))
+        amount = (events.event == name).ifelse(value, amount)
+    expr = events.select(entity_id=events.account_id, timestamp=events.timestamp, amount=amount)
+    frame: pd.DataFrame = warehouse.backend.to_pyarrow(expr).to_pandas()
+    return frame
+
+
+def future_counts(
+    warehouse: Warehouse,
+    pairs: pd.DataFrame,
+    *,
+    events: Sequence[str],
+    horizon_days: int,
+    observed_until: dt.datetime,
+    numeric_property: str | None = None,
+    at_least: float | None = None,
+    above_property: str | None = None,
+) -> pd.DataFrame:
+    """Per (entity, cutoff): matching events in ``[cutoff, cutoff + horizon)``.
+
+    ``numeric_property``/``at_least`` keep events whose property is at least a
+    value (an NPS of 9 or more); ``above_property`` keeps events whose
+    ``numeric_property`` exceeds another property (MRR above the previous MRR).
+    Returns ``entity_id``, ``cutoff``, ``matched`` and ``seen`` (any such event).
+    """
+    table = attributed_events(warehouse)
+    table = table.filter(
+        table.account_id.notnull()
+        & table.event.isin(list(events))
+        & (table.timestamp < observed_until)
+    )
+    props = table.properties.try_cast("json")
+    keep = ibis.literal(True)
+    if numeric_property is not None:
+        value = ibis.coalesce(
+            props[numeric_property].float, props[numeric_property].str.try_cast("float64")
+        )
+        if at_least is not None:
+            keep = keep & (value >= at_least).fill_null(False)
+        if above_property is not None:
+            other = ibis.coalesce(
+                props[above_property].float, props[above_property].str.try_cast("float64")
+            )
+            keep = keep & (value > other).fill_null(False)
+    marks = table.select(mark_entity=table.account_id, at=table.timestamp, keep=keep)
+    cuts = ibis.memtable(
+        pa.Table.from_pandas(
+            pairs[["entity_id", "cutoff"]],
+            schema=pa.schema(
+                [("entity_id", pa.string()), ("cutoff", pa.timestamp("us", tz="UTC"))]
+            ),
+            preserve_index=False,
+        )
+    )
+    joined = cuts.join(
+        marks,
+        [
+            cuts.entity_id == marks.mark_entity,
+            marks.at >= cuts.cutoff,
+            marks.at < cuts.cutoff + ibis.interval(days=horizon_days),
+        ],
+    )
+    counted = joined.group_by(["entity_id", "cutoff"]).aggregate(
+        matched=joined.at.count(where=joined.keep), seen=joined.at.count()
+    )
+    frame: pd.DataFrame = warehouse.backend.to_pyarrow(counted).to_pandas()
+    out = pairs[["entity_id", "cutoff"]].merge(frame, on=["entity_id", "cutoff"], how="left")
+    out[["matched", "seen"]] = out[["matched", "seen"]].fillna(0).astype(int)
+    return out

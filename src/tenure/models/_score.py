@@ -22,10 +22,25 @@ import pyarrow.parquet as pq
 
 from tenure.errors import ModelError
 from tenure.features import FeatureEntity, FeatureSet, feature_frame
-from tenure.models._labels import customer_outcomes
-from tenure.models._train import CHURN_MODEL, RETENTION_MODEL, SURVIVAL_MODEL
+from tenure.models._labels import customer_outcomes, purchases
+from tenure.models._train import (
+    BGNBD_MODEL,
+    CHURN_MODEL,
+    EXPANSION_MODEL,
+    GAMMAGAMMA_MODEL,
+    PROMOTER_MODEL,
+    RETENTION_MODEL,
+    SURVIVAL_MODEL,
+)
 from tenure.models.churn import ChurnClassifier
-from tenure.models.clv import ShiftedBetaGeometric, subscription_clv
+from tenure.models.clv import (
+    BetaGeo,
+    GammaGamma,
+    ShiftedBetaGeometric,
+    rfm_summary,
+    subscription_clv,
+)
+from tenure.models.propensity import PropensityClassifier
 from tenure.models.registry import ModelRegistry, ModelVersion, ShadowAgreement, shadow_agreement
 from tenure.models.survival import ChurnSurvival
 from tenure.warehouse import Warehouse
@@ -138,6 +153,19 @@ def score(
         SURVIVAL_MODEL: survival_version.label,
         RETENTION_MODEL: retention_version.label,
     }
+    started = time.perf_counter()
+    missing = np.full(len(frame), np.nan)
+    propensity: dict[str, np.ndarray[Any, Any]] = {}
+    for name in (EXPANSION_MODEL, PROMOTER_MODEL):
+        version = registry.production(name)
+        propensity[name] = missing
+        if version is not None and len(frame):
+            model = registry.load(version)
+            assert isinstance(model, PropensityClassifier)
+            propensity[name] = model.predict_proba(frame[list(model.feature_names_in_)])[:, 1]
+            labels[name] = version.label
+    transactional = _transactional(warehouse, registry, frame, as_of, settings, labels)
+    seconds["propensities"] = time.perf_counter() - started
     table = pa.table(
         {
             "account_id": pa.array(frame["entity_id"], pa.string()),
@@ -148,10 +176,25 @@ def score(
             ),
             "renewal_probability": pa.array(np.asarray(renewal, dtype=float), pa.float64()),
             "clv": pa.array(np.asarray(clv, dtype=float), pa.float64()),
-            "mrr": pa.array(frame["mrr"].to_numpy(dtype=float), pa.float64()),
+            "expansion_probability": pa.array(
+                propensity[EXPANSION_MODEL], pa.float64(), from_pandas=True
+            ),
+            "promoter_probability": pa.array(
+                propensity[PROMOTER_MODEL], pa.float64(), from_pandas=True
+            ),
+            "probability_alive": pa.array(transactional["p_alive"], pa.float64(), from_pandas=True),
+            "expected_purchases_12m": pa.array(
+                transactional["purchases"], pa.float64(), from_pandas=True
+            ),
+            "clv_transactional_12m": pa.array(transactional["clv"], pa.float64(), from_pandas=True),
+            "mrr": pa.array(frame["mrr"].to_numpy(dtype=float), pa.float64(), from_pandas=True),
             "churn_model": pa.array([labels[CHURN_MODEL]] * len(frame), pa.string()),
             "survival_model": pa.array([labels[SURVIVAL_MODEL]] * len(frame), pa.string()),
             "retention_model": pa.array([labels[RETENTION_MODEL]] * len(frame), pa.string()),
+            "other_models": pa.array(
+                [json.dumps({k: v for k, v in labels.items() if k not in _MAIN})] * len(frame),
+                pa.string(),
+            ),
         }
     )
     warehouse.replace_table(SCORES_TABLE, table)
@@ -180,6 +223,72 @@ def score(
     return ScoreReport(
         as_of=as_of, rows=len(frame), versions=labels, shadows=shadows, seconds=seconds
     )
+
+
+_MAIN = (CHURN_MODEL, SURVIVAL_MODEL, RETENTION_MODEL)
+_WEEKS_PER_YEAR = 52.0
+
+
+def _transactional(
+    warehouse: Warehouse,
+    registry: ModelRegistry,
+    frame: pd.DataFrame,
+    as_of: dt.datetime,
+    settings: ScoringSettings,
+    labels: dict[str, str],
+) -> dict[str, np.ndarray[Any, Any]]:
+    """P(alive), expected purchases and discounted spend over 12 months (BG/NBD + GG)."""
+    empty = np.full(len(frame), np.nan)
+    out = {"p_alive": empty, "purchases": empty, "clv": empty}
+    bg_version = registry.production(BGNBD_MODEL)
+    gg_version = registry.production(GAMMAGAMMA_MODEL)
+    if bg_version is None or gg_version is None or not len(frame):
+        return out
+    bgnbd, gammagamma = registry.load(bg_version), registry.load(gg_version)
+    assert isinstance(bgnbd, BetaGeo)
+    assert isinstance(gammagamma, GammaGamma)
+    bought = purchases(warehouse, before=as_of)
+    bought = bought[bought["entity_id"].isin(set(frame["entity_id"]))]
+    if bought.empty:
+        return out
+    summary = rfm_summary(
+        bought,
+        customer_col="entity_id",
+        datetime_col="timestamp",
+        monetary_col="amount",
+        observation_end=as_of,
+    )
+    rfm = frame[["entity_id"]].merge(summary, left_on="entity_id", right_index=True, how="left")
+    known = rfm["frequency"].notna().to_numpy()
+    x, recency, age = (
+        rfm.loc[known, c].to_numpy(dtype=float) for c in ("frequency", "recency", "T")
+    )
+    spend = rfm.loc[known, "monetary_value"].fillna(0.0).to_numpy(dtype=float)
+    weekly_rate = (1 + settings.annual_discount_rate) ** (1 / _WEEKS_PER_YEAR) - 1
+    for key, values in (
+        ("p_alive", bgnbd.probability_alive(x, recency, age)),
+        ("purchases", bgnbd.conditional_expected_purchases(_WEEKS_PER_YEAR, x, recency, age)),
+        (
+            "clv",
+            gammagamma.customer_lifetime_value(
+                bgnbd,
+                x,
+                recency,
+                age,
+                spend,
+                horizon=_WEEKS_PER_YEAR,
+                discount_rate=weekly_rate,
+                step=4.0,
+                margin=settings.gross_margin,
+            ),
+        ),
+    ):
+        column = np.full(len(frame), np.nan)
+        column[known] = values
+        out[key] = column
+    labels[BGNBD_MODEL] = bg_version.label
+    labels[GAMMAGAMMA_MODEL] = gg_version.label
+    return out
 
 
 def _reason(reason: Any) -> dict[str, Any]:

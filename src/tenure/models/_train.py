@@ -18,16 +18,27 @@ import pandas as pd
 
 from tenure.errors import ModelError
 from tenure.features import FeatureEntity, FeatureSet, feature_frame
-from tenure.models._labels import churned_within, customer_outcomes, monthly_cutoffs
+from tenure.models._labels import (
+    churned_within,
+    customer_outcomes,
+    future_counts,
+    monthly_cutoffs,
+    purchases,
+)
 from tenure.models.churn import ChurnClassifier
-from tenure.models.clv import ShiftedBetaGeometric
+from tenure.models.clv import BetaGeo, GammaGamma, ShiftedBetaGeometric, rfm_summary
 from tenure.models.metrics import ClassificationMetrics, classification_report
+from tenure.models.propensity import PropensityClassifier
 from tenure.models.registry import ModelRegistry, ModelStatus, ModelVersion
 from tenure.models.survival import ChurnSurvival
 from tenure.warehouse import Warehouse
 
 __all__ = [
+    "BGNBD_MODEL",
     "CHURN_MODEL",
+    "EXPANSION_MODEL",
+    "GAMMAGAMMA_MODEL",
+    "PROMOTER_MODEL",
     "RETENTION_MODEL",
     "SURVIVAL_MODEL",
     "ChurnTraining",
@@ -38,6 +49,11 @@ __all__ = [
 CHURN_MODEL = "churn"
 SURVIVAL_MODEL = "churn_survival"
 RETENTION_MODEL = "retention_sbg"
+EXPANSION_MODEL = "expansion"
+PROMOTER_MODEL = "promoter"
+BGNBD_MODEL = "clv_bgnbd"
+GAMMAGAMMA_MODEL = "clv_gammagamma"
+_MIN_CLASS = 10
 _DAYS_PER_MONTH = 365.25 / 12
 
 
@@ -65,6 +81,8 @@ class ChurnTraining:
     versions: dict[str, ModelVersion]
     promoted: list[str]
     seconds: dict[str, float] = field(default_factory=dict)
+    #: Models not trained this run, and why (too few outcomes of a kind).
+    skipped: dict[str, str] = field(default_factory=dict)
 
 
 def training_frame(
@@ -158,6 +176,49 @@ def train_churn(
 
     retention = _fit_retention(frame, as_of)
 
+    started = time.perf_counter()
+    skipped: dict[str, str] = {}
+    extra: dict[str, tuple[object, dict[str, float], dict[str, object], str]] = {}
+    for name, labels, description in _propensity_labels(warehouse, frame, as_of, settings):
+        rows = labels.notna().to_numpy()
+        y_p = labels.fillna(0).astype(int).to_numpy()
+        positives, negatives = int(y_p[rows].sum()), int((1 - y_p[rows]).sum())
+        old_rows, new_rows = rows & older, rows & ~older
+        if (
+            min(positives, negatives) < _MIN_CLASS
+            or min(y_p[new_rows].sum(), (1 - y_p[new_rows]).sum()) < 1
+        ):
+            skipped[name] = f"{positives} positive and {negatives} negative outcomes"
+            continue
+        check = PropensityClassifier(target_name=name, **params).fit(
+            frame.loc[old_rows, names], y_p[old_rows]
+        )
+        metrics = classification_report(
+            y_p[new_rows], check.predict_proba(frame.loc[new_rows, names])[:, 1]
+        ).as_dict()
+        fitted = PropensityClassifier(target_name=name, **params).fit(
+            frame.loc[rows, names], y_p[rows]
+        )
+        extra[name] = (fitted, metrics, fitted.get_params(), description)
+    transactional = _fit_transactional(warehouse, as_of)
+    if isinstance(transactional, str):
+        skipped[BGNBD_MODEL] = skipped[GAMMAGAMMA_MODEL] = transactional
+    else:
+        bgnbd, gammagamma = transactional
+        extra[BGNBD_MODEL] = (
+            bgnbd,
+            {k: float(v) for k, v in bgnbd.params_.items()},
+            {"time_unit": "weeks"},
+            "BG/NBD repeat purchasing (invoices or orders), weeks",
+        )
+        extra[GAMMAGAMMA_MODEL] = (
+            gammagamma,
+            {k: float(v) for k, v in gammagamma.params_.items()},
+            {},
+            "Gamma-Gamma spend per purchase",
+        )
+    seconds["propensities_clv"] = time.perf_counter() - started
+
     window = {"training_start": min(cutoffs).to_pydatetime(), "training_end": as_of}
     hashes = features.hashes(FeatureEntity.ACCOUNT)
     common = {"feature_hashes": hashes, "actor": actor, **window}
@@ -187,6 +248,15 @@ def train_churn(
             **common,
         ),
     }
+    for name, (fitted_model, metrics, model_params, description) in extra.items():
+        versions[name] = registry.register(
+            name,
+            fitted_model,
+            metrics=metrics,
+            params=model_params,
+            description=description,
+            **common,
+        )
     promoted = []
     for name, version in versions.items():
         if promote or (promote is None and registry.production(name) is None):
@@ -200,6 +270,7 @@ def train_churn(
         versions={name: registry.get(name, v.version) for name, v in versions.items()},
         promoted=promoted,
         seconds=seconds,
+        skipped=skipped,
     )
 
 
@@ -212,3 +283,63 @@ def _fit_retention(frame: pd.DataFrame, as_of: dt.datetime) -> ShiftedBetaGeomet
     # a cancellation during month t (t ≥ 1); an active customer has renewed floor(months) times
     lifetimes = np.where(churned, np.maximum(np.ceil(months), 1), np.floor(months))
     return ShiftedBetaGeometric().fit_durations(lifetimes, churned)
+
+
+def _propensity_labels(
+    warehouse: Warehouse, frame: pd.DataFrame, as_of: dt.datetime, settings: TrainingSettings
+) -> list[tuple[str, pd.Series, str]]:
+    """(model, label per row — missing where the row does not count, description)."""
+    horizon = settings.horizon_days
+    expansion = future_counts(
+        warehouse,
+        frame,
+        events=["Subscription Changed"],
+        horizon_days=horizon,
+        observed_until=as_of,
+        numeric_property="mrr",
+        above_property="previous_mrr",
+    )
+    promoters = future_counts(
+        warehouse,
+        frame,
+        events=["NPS Submitted"],
+        horizon_days=horizon,
+        observed_until=as_of,
+        numeric_property="score",
+        at_least=9,
+    )
+    answered = promoters["seen"] > 0
+    return [
+        (
+            EXPANSION_MODEL,
+            (expansion["matched"] > 0).astype(float),
+            f"P(MRR expands within {horizon} days)",
+        ),
+        (
+            PROMOTER_MODEL,
+            (promoters["matched"] > 0).astype(float).where(answered),
+            f"P(an NPS answer within {horizon} days is 9 or 10), among those who answer",
+        ),
+    ]
+
+
+def _fit_transactional(
+    warehouse: Warehouse, as_of: dt.datetime
+) -> tuple[BetaGeo, GammaGamma] | str:
+    """BG/NBD and Gamma-Gamma on every account's purchases, or why they cannot be fitted."""
+    bought = purchases(warehouse, before=as_of)
+    if bought.empty:
+        return "no purchases (Order Completed or Invoice Paid events)"
+    summary = rfm_summary(
+        bought,
+        customer_col="entity_id",
+        datetime_col="timestamp",
+        monetary_col="amount",
+        observation_end=as_of,
+    )
+    repeat = summary[(summary["frequency"] > 0) & (summary["monetary_value"] > 0)]
+    if len(summary) < 20 or len(repeat) < 20:
+        return f"{len(summary)} purchasers, {len(repeat)} with repeat purchases (20 needed)"
+    bgnbd = BetaGeo().fit(summary["frequency"], summary["recency"], summary["T"])
+    gammagamma = GammaGamma().fit(repeat["frequency"], repeat["monetary_value"])
+    return bgnbd, gammagamma

@@ -108,9 +108,20 @@ def main() -> None:
                 ),
                 4,
             )
-            result["renewal_auc_vs_truth"] = round(
-                float(roc_auc_score(1 - y, joined["renewal_probability"])), 4
+            # renewal: customers whose renewal date falls inside the untouched future
+            renewal_days = (
+                project.warehouse.table("features_account")
+                .select(account_id="entity_id", days_to_renewal="days_to_renewal")
+                .to_pandas()
             )
+            due = joined.merge(renewal_days, on="account_id")
+            due = due[due["days_to_renewal"] <= args.horizon_days - 30]
+            result["renewals_due"] = len(due)
+            if due["churned_in_horizon"].nunique() == 2:
+                result["renewal_auc_vs_truth"] = round(
+                    float(roc_auc_score(1 - due["churned_in_horizon"], due["renewal_probability"])),
+                    4,
+                )
             result.update(_health(project, as_of, args.horizon_days, joined))
         result["peak_rss_mb"] = peak_rss_mb()
     print(json.dumps(result, indent=2))

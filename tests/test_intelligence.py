@@ -44,15 +44,16 @@ def test_the_demo_trains_scores_and_explains(company: tuple[Path, DemoResult]) -
     assert metrics.n > 0
     trained = result.training
     assert trained.promoted[:3] == ["churn", "churn_survival", "retention_sbg"]
-    every = {"expansion", "promoter", "clv_bgnbd", "clv_gammagamma"}
+    every = {"expansion", "promoter", "clv_bgnbd", "clv_gammagamma", "next_product"}
     assert set(trained.promoted[3:]) | set(trained.skipped) == every
     # a 400-account company pays monthly invoices: the purchase models can be fitted
-    assert {"clv_bgnbd", "clv_gammagamma", "expansion"} <= set(trained.promoted)
+    assert {"clv_bgnbd", "clv_gammagamma", "expansion", "next_product"} <= set(trained.promoted)
     risks = [r.churn_probability for r in result.at_risk]
     assert len(risks) == 10
     assert risks == sorted(risks, reverse=True)
     with Project.open(root) as project:
         rows = _scores(project)
+        picks = project.warehouse.table("recommendations").to_pyarrow().to_pylist()
     assert len(rows) == result.scoring.rows > 50
     for row in rows:
         assert 0.0 <= float(row["churn_probability"]) <= 1.0  # type: ignore[arg-type]
@@ -67,6 +68,9 @@ def test_the_demo_trains_scores_and_explains(company: tuple[Path, DemoResult]) -
         reasons = json.loads(str(row["churn_reasons"]))
         assert 1 <= len(reasons) <= 3
         assert all(r["contribution"] > 0 and r["text"] for r in reasons)
+    assert picks
+    assert {p["rank"] for p in picks} <= {1, 2, 3}
+    assert all(p["feature"] != p["because"] for p in picks)
 
 
 def test_a_candidate_shadows_then_scores_then_rolls_back(

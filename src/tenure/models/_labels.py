@@ -30,6 +30,7 @@ __all__ = [
     "START_EVENTS",
     "churned_within",
     "customer_outcomes",
+    "feature_usage",
     "future_counts",
     "monthly_cutoffs",
     "purchases",
@@ -178,3 +179,24 @@ def future_counts(
     out = pairs[["entity_id", "cutoff"]].merge(frame, on=["entity_id", "cutoff"], how="left")
     out[["matched", "seen"]] = out[["matched", "seen"]].fillna(0).astype(int)
     return out
+
+
+def feature_usage(
+    warehouse: Warehouse, *, before: dt.datetime, window_days: int = 90
+) -> pd.DataFrame:
+    """Distinct (``account_id``, ``feature``) pairs used in the window before *before*."""
+    events = attributed_events(warehouse)
+    events = events.filter(
+        events.account_id.notnull()
+        & (events.event == "Feature Used")
+        & (events.timestamp < before)
+        & (events.timestamp >= before - dt.timedelta(days=window_days))
+    )
+    feature = events.properties.try_cast("json")["feature"].str
+    expr = (
+        events.select(account_id=events.account_id, feature=feature)
+        .filter(lambda t: t.feature.notnull())
+        .distinct()
+    )
+    frame: pd.DataFrame = warehouse.backend.to_pyarrow(expr).to_pandas()
+    return frame.sort_values(["account_id", "feature"], ignore_index=True)

@@ -22,13 +22,14 @@ import pyarrow.parquet as pq
 
 from tenure.errors import ModelError
 from tenure.features import FeatureEntity, FeatureSet, feature_frame
-from tenure.models._labels import customer_outcomes, purchases
+from tenure.models._labels import customer_outcomes, feature_usage, purchases
 from tenure.models._train import (
     BGNBD_MODEL,
     CHURN_MODEL,
     EXPANSION_MODEL,
     GAMMAGAMMA_MODEL,
     PROMOTER_MODEL,
+    RECOMMENDER_MODEL,
     RETENTION_MODEL,
     SURVIVAL_MODEL,
 )
@@ -41,14 +42,23 @@ from tenure.models.clv import (
     subscription_clv,
 )
 from tenure.models.propensity import PropensityClassifier
+from tenure.models.recommend import CoUsageRecommender
 from tenure.models.registry import ModelRegistry, ModelVersion, ShadowAgreement, shadow_agreement
 from tenure.models.survival import ChurnSurvival
 from tenure.warehouse import Warehouse
 
-__all__ = ["SCORES_TABLE", "SHADOW_SCORES_TABLE", "ScoreReport", "ScoringSettings", "score"]
+__all__ = [
+    "RECOMMENDATIONS_TABLE",
+    "SCORES_TABLE",
+    "SHADOW_SCORES_TABLE",
+    "ScoreReport",
+    "ScoringSettings",
+    "score",
+]
 
 SCORES_TABLE = "scores"
 SHADOW_SCORES_TABLE = "shadow_scores"
+RECOMMENDATIONS_TABLE = "recommendations"
 _DAYS_PER_MONTH = 365.25 / 12
 
 
@@ -165,6 +175,7 @@ def score(
             propensity[name] = model.predict_proba(frame[list(model.feature_names_in_)])[:, 1]
             labels[name] = version.label
     transactional = _transactional(warehouse, registry, frame, as_of, settings, labels)
+    _recommend(warehouse, registry, frame, as_of, labels)
     seconds["propensities"] = time.perf_counter() - started
     table = pa.table(
         {
@@ -226,6 +237,39 @@ def score(
 
 
 _MAIN = (CHURN_MODEL, SURVIVAL_MODEL, RETENTION_MODEL)
+
+
+def _recommend(
+    warehouse: Warehouse,
+    registry: ModelRegistry,
+    frame: pd.DataFrame,
+    as_of: dt.datetime,
+    labels: dict[str, str],
+) -> None:
+    """The next features each customer could adopt, into ``recommendations``."""
+    version = registry.production(RECOMMENDER_MODEL)
+    if version is None:
+        return
+    model = registry.load(version)
+    assert isinstance(model, CoUsageRecommender)
+    usage = feature_usage(warehouse, before=as_of)
+    usage = usage[usage["account_id"].isin(set(frame["entity_id"]))]
+    picks = model.recommend(usage, k=3) if len(usage) else pd.DataFrame()
+    table = pa.table(
+        {
+            "account_id": pa.array(picks.get("entity", []), pa.string()),
+            "as_of": pa.array([as_of] * len(picks), pa.timestamp("us", tz="UTC")),
+            "feature": pa.array(picks.get("item", []), pa.string()),
+            "score": pa.array(picks.get("score", []), pa.float64()),
+            "rank": pa.array(picks.get("rank", []), pa.int64()),
+            "because": pa.array(picks.get("because", []), pa.string()),
+            "model": pa.array([version.label] * len(picks), pa.string()),
+        }
+    )
+    warehouse.replace_table(RECOMMENDATIONS_TABLE, table)
+    labels[RECOMMENDER_MODEL] = version.label
+
+
 _WEEKS_PER_YEAR = 52.0
 
 

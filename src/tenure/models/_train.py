@@ -21,6 +21,7 @@ from tenure.features import FeatureEntity, FeatureSet, feature_frame
 from tenure.models._labels import (
     churned_within,
     customer_outcomes,
+    feature_usage,
     future_counts,
     monthly_cutoffs,
     purchases,
@@ -29,6 +30,7 @@ from tenure.models.churn import ChurnClassifier
 from tenure.models.clv import BetaGeo, GammaGamma, ShiftedBetaGeometric, rfm_summary
 from tenure.models.metrics import ClassificationMetrics, classification_report
 from tenure.models.propensity import PropensityClassifier
+from tenure.models.recommend import CoUsageRecommender
 from tenure.models.registry import ModelRegistry, ModelStatus, ModelVersion
 from tenure.models.survival import ChurnSurvival
 from tenure.warehouse import Warehouse
@@ -39,6 +41,7 @@ __all__ = [
     "EXPANSION_MODEL",
     "GAMMAGAMMA_MODEL",
     "PROMOTER_MODEL",
+    "RECOMMENDER_MODEL",
     "RETENTION_MODEL",
     "SURVIVAL_MODEL",
     "ChurnTraining",
@@ -53,6 +56,7 @@ EXPANSION_MODEL = "expansion"
 PROMOTER_MODEL = "promoter"
 BGNBD_MODEL = "clv_bgnbd"
 GAMMAGAMMA_MODEL = "clv_gammagamma"
+RECOMMENDER_MODEL = "next_product"
 _MIN_CLASS = 10
 _DAYS_PER_MONTH = 365.25 / 12
 
@@ -216,6 +220,20 @@ def train_churn(
             {k: float(v) for k, v in gammagamma.params_.items()},
             {},
             "Gamma-Gamma spend per purchase",
+        )
+    usage = feature_usage(warehouse, before=as_of)
+    if usage["feature"].nunique() < 2:
+        skipped[RECOMMENDER_MODEL] = "fewer than 2 features used in the last 90 days"
+    else:
+        recommender = CoUsageRecommender().fit(usage)
+        extra[RECOMMENDER_MODEL] = (
+            recommender,
+            {
+                "accounts": float(usage["account_id"].nunique()),
+                "items": float(len(recommender.items_)),
+            },
+            recommender.get_params(),
+            "next features to adopt, from co-usage over the last 90 days",
         )
     seconds["propensities_clv"] = time.perf_counter() - started
 

@@ -110,7 +110,10 @@ def test_commands_build_score_features_and_models(company: tuple[Path, DemoResul
     as_of = _as_of(result).date().isoformat()
     built = runner.invoke(app, ["build", "-p", str(root), "--as-of", as_of, "--json"])
     assert built.exit_code == 0, built.output
-    assert json.loads(built.stdout)["features"][0]["rows"] > 0
+    document = json.loads(built.stdout)
+    assert document["features"][0]["rows"] > 0
+    assert sum(document["stages"]["counts"].values()) == document["stages"]["accounts"]
+    assert sum(document["health"]["bands"].values()) <= document["health"]["accounts"]
     scored = runner.invoke(
         app, ["score", "-p", str(root), "--as-of", as_of, "--json", "--top", "3"]
     )
@@ -124,6 +127,13 @@ def test_commands_build_score_features_and_models(company: tuple[Path, DemoResul
     assert {"churn", "churn_survival", "retention_sbg", "clv_bgnbd"} <= names
     features = runner.invoke(app, ["features", "-p", str(root), "--json"])
     assert "logins_30d" in {f["name"] for f in json.loads(features.stdout)}
+    staged = runner.invoke(app, ["stages", "-p", str(root), "--as-of", as_of, "--json"])
+    assert staged.exit_code == 0, staged.output
+    report = json.loads(staged.stdout)
+    assert sum(s["current"] for s in report["stages"]) == report["accounts"]
+    assert 0 < report["sales"]["win_rate"] < 1
+    human = runner.invoke(app, ["stages", "-p", str(root), "--as-of", as_of])
+    assert "renewal rate" in human.stdout
     bad = runner.invoke(app, ["score", "-p", str(root), "--as-of", "June"])
     assert bad.exit_code == 1
     assert "--as-of 'June' is not an ISO date or time" in bad.stderr

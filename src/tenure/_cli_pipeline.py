@@ -20,7 +20,7 @@ from tenure.errors import TenureError
 if TYPE_CHECKING:
     from tenure.models.pipeline import AtRisk
 
-__all__ = ["at_risk_table", "build", "features", "parse_as_of", "score", "train"]
+__all__ = ["at_risk_table", "build", "features", "parse_as_of", "score", "stages", "train"]
 
 AsOfOption = Annotated[
     str | None,
@@ -100,6 +100,12 @@ def build(
             f"  features_{item.entity.value}: {item.rows:,} rows × {item.features} features "
             f"in {item.seconds:.1f} s → {item.snapshot}"
         )
+    counts = ", ".join(f"{stage.value} {n:,}" for stage, n in report.stages.counts.items())
+    out.print(f"  stages of {report.stages.accounts:,} accounts: {counts}")
+    bands = ", ".join(f"{band.value} {n:,}" for band, n in report.health.bands.items())
+    mean = report.health.mean_health
+    shown = "—" if mean is None else f"{mean:.0f}"
+    out.print(f"  health of {report.health.accounts:,} customers: mean {shown} ({bands})")
 
 
 def train(
@@ -198,3 +204,99 @@ def at_risk_table(rows: Sequence[AtRisk]) -> Table:
             "; ".join(row.reasons),
         )
     return table
+
+
+def stages(
+    project_dir: ProjectOption = None,
+    as_of: AsOfOption = None,
+    period_days: Annotated[int, typer.Option(help="The KPIs' period, in days.")] = 365,
+    json_out: JsonOption = False,
+) -> None:
+    """Lifecycle stages: counts, durations, conversion, transitions and stage KPIs."""
+    from tenure.lifecycle import stage_report
+
+    with errors(), project(project_dir) as opened:
+        report = stage_report(
+            opened.warehouse,
+            opened.config.lifecycle,
+            as_of=parse_as_of(as_of, opened.clock()),
+            period_days=period_days,
+        )
+    if json_out:
+        print_json(report)
+        return
+    out.print(stage_table(report))
+    out.print(transition_table(report))
+    for line in kpi_lines(report):
+        out.print(line)
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0%}"
+
+
+def _num(value: float | None, spec: str = ",.0f") -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def stage_table(report: Any) -> Table:
+    table = Table(title=f"{report.accounts:,} accounts as of {report.as_of:%Y-%m-%d}")
+    for column in (
+        "stage",
+        "now",
+        "entered",
+        "mean days",
+        "median days",
+        "→ next",
+        "health",
+        "features 90d",
+    ):
+        table.add_column(column, justify="left" if column == "stage" else "right")
+    for s in report.stages:
+        table.add_row(
+            s.stage.value,
+            f"{s.current:,}",
+            f"{s.entered:,}",
+            _num(s.mean_days),
+            _num(s.median_days),
+            _pct(s.conversion),
+            _num(s.health),
+            _num(s.feature_breadth, ".1f"),
+        )
+    return table
+
+
+def transition_table(report: Any) -> Table:
+    order = [s.stage for s in report.stages]
+    table = Table(title="transitions (from row to column)")
+    table.add_column("from")
+    for stage in order:
+        table.add_column(stage.value[:11], justify="right")
+    for source in order:
+        counts = [report.transition(source, target) for target in order]
+        if any(counts):
+            table.add_row(source.value, *[f"{n:,}" if n else "" for n in counts])
+    return table
+
+
+def kpi_lines(report: Any) -> list[str]:
+    leads, sales, onboarding, retention = (
+        report.leads,
+        report.sales,
+        report.onboarding,
+        report.retention,
+    )
+    milestones = onboarding.milestone_completion
+    shown = _pct(milestones) if isinstance(milestones, float) else f"n/a ({milestones.reason})"
+    return [
+        f"[bold]leads[/] {leads.leads:,}: qualified {_pct(leads.qualification_rate)}, "
+        f"median {_num(leads.median_days_to_qualify, '.0f')} days to qualify",
+        f"[bold]sales[/] {sales.opportunities:,} opportunities: win rate {_pct(sales.win_rate)}, "
+        f"median cycle {_num(sales.median_cycle_days)} days, "
+        f"deal velocity {_num(sales.deal_velocity)} per day",
+        f"[bold]onboarding[/] {onboarding.new_customers:,} new customers: median time to value "
+        f"{_num(onboarding.median_time_to_value_days, '.0f')} days; milestones {shown}",
+        f"[bold]retention[/] expansion {_pct(retention.expansion_rate)}, renewal rate "
+        f"{_pct(retention.renewal_rate)} of {retention.renewals_due:,} due, "
+        f"GRR {_pct(retention.grr)}, NRR {_pct(retention.nrr)}",
+    ]

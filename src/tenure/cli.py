@@ -461,6 +461,7 @@ app.command("features")(_cli_pipeline.features)
 app.command("build")(_cli_pipeline.build)
 app.command("train")(_cli_pipeline.train)
 app.command("score")(_cli_pipeline.score)
+app.command("stages")(_cli_pipeline.stages)
 
 
 @app.command()

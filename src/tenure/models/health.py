@@ -304,6 +304,15 @@ def _check_inputs(settings: HealthSettings, features: FeatureSet) -> None:
         )
 
 
+def _needed(features: FeatureSet, settings: HealthSettings) -> FeatureSet:
+    """The features health reads (and the parts of its ratios): no need to compute more."""
+    wanted = {i.feature for c in settings.components.values() for i in c.inputs}
+    for name in list(wanted):
+        definition = features.get(name)
+        wanted.update(n for n in (definition.numerator, definition.denominator) if n)
+    return FeatureSet(tuple(d for d in features.definitions if d.name in wanted))
+
+
 def _customers_at(
     warehouse: Warehouse, lifecycle: LifecycleSettings, as_of: dt.datetime, *times: dt.datetime
 ) -> list[set[str]]:
@@ -373,10 +382,11 @@ def build_health(
     now_customers, then_customers = _customers_at(warehouse, lifecycle, as_of, as_of, earlier)
     then_customers &= now_customers
     schema = _table_schema(settings)
-    scores = pd.DataFrame({field.name: [] for field in schema})
+    table = schema.empty_table()
+    scores = table.to_pandas()
     if now_customers:
         pairs = pd.concat([_pairs(now_customers, as_of), _pairs(then_customers, earlier)])
-        frame = feature_frame(warehouse, pairs, features)
+        frame = feature_frame(warehouse, pairs, _needed(features, settings))
         cutoff = frame["cutoff"]
         scores = health_scores(
             frame[cutoff == pd.Timestamp(as_of)],
@@ -384,7 +394,7 @@ def build_health(
             settings,
         )
         scores.insert(1, "as_of", pd.Timestamp(as_of))
-    table = pa.Table.from_pandas(scores[schema.names], schema=schema, preserve_index=False)
+        table = pa.Table.from_pandas(scores[schema.names], schema=schema, preserve_index=False)
     warehouse.replace_table(HEALTH_TABLE, table)
     counts = scores["band"].value_counts()
     return HealthBuild(
@@ -440,7 +450,7 @@ def health_auc(
     (customers,) = _customers_at(warehouse, lifecycle, cutoff, cutoff)
     if not customers:
         return HealthAUC(cutoff, horizon_days, 0, 0, None)
-    frame = feature_frame(warehouse, _pairs(customers, cutoff), features)
+    frame = feature_frame(warehouse, _pairs(customers, cutoff), _needed(features, settings))
     scores = health_scores(frame, None, settings)
     scores = scores[scores["health"].notna()]
     churned = _churned(warehouse, lifecycle, cutoff, cutoff + dt.timedelta(days=horizon_days))

@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from tenure.features import FeatureBuild, build_features, feature_set
+from tenure.lifecycle import StageBuild, build_stages
 from tenure.models._score import SCORES_TABLE, ScoreReport, ScoringSettings
 from tenure.models._score import score as score_warehouse
 from tenure.models._sentiment_step import score_event_sentiment
 from tenure.models._train import ChurnTraining, TrainingSettings, train_churn
+from tenure.models.health import HealthBuild, build_health
 from tenure.models.registry import registry_for
 
 if TYPE_CHECKING:
@@ -43,11 +45,13 @@ class BuildReport:
     as_of: dt.datetime
     sentiment_scored: int
     features: list[FeatureBuild]
+    stages: StageBuild
+    health: HealthBuild
     seconds: dict[str, float] = field(default_factory=dict)
 
 
 def build(project: Project, *, as_of: dt.datetime) -> BuildReport:
-    """Score new text, then materialize each configured entity's features as of *as_of*."""
+    """Score new text; materialize features, lifecycle stages and health as of *as_of*."""
     seconds: dict[str, float] = {}
     started = time.perf_counter()
     scored = score_event_sentiment(project.warehouse)
@@ -58,7 +62,23 @@ def build(project: Project, *, as_of: dt.datetime) -> BuildReport:
         started = time.perf_counter()
         builds.append(build_features(project.warehouse, chosen, as_of=as_of, entity=entity))
         seconds[f"features_{entity.value}"] = time.perf_counter() - started
-    return BuildReport(as_of=as_of, sentiment_scored=scored, features=builds, seconds=seconds)
+    config = project.config
+    started = time.perf_counter()
+    stages = build_stages(project.warehouse, config.lifecycle, as_of=as_of)
+    seconds["stages"] = time.perf_counter() - started
+    started = time.perf_counter()
+    health = build_health(
+        project.warehouse, chosen, config.health, as_of=as_of, lifecycle=config.lifecycle
+    )
+    seconds["health"] = time.perf_counter() - started
+    return BuildReport(
+        as_of=as_of,
+        sentiment_scored=scored,
+        features=builds,
+        stages=stages,
+        health=health,
+        seconds=seconds,
+    )
 
 
 def train(

@@ -40,3 +40,38 @@ def test_mapping_format_example_is_a_valid_mapping() -> None:
     mapping = parse_mapping_yaml(example, origin="docs/mappings.md")
     assert mapping.name == "custom.orders"
     assert [e.event for e in mapping.events] == ["Order Completed"]
+
+
+_GROUPS = {"models", "quarantine", "identity", "db"}
+
+
+def _documented_commands() -> set[tuple[str, ...]]:
+    """Every ``tenure …`` command line in the README and docs, as its command path."""
+    found: set[tuple[str, ...]] = set()
+    for path in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]:
+        for block in path.read_text(encoding="utf-8").split("```")[1::2]:
+            for line in block.splitlines():
+                for part in line.split("&&"):
+                    words = part.split("#")[0].split()
+                    if len(words) < 2 or words[0] != "tenure":
+                        continue
+                    command = (words[1],)
+                    if words[1] in _GROUPS and len(words) > 2:
+                        # "list|show|promote" documents several subcommands at once
+                        found.update((words[1], sub) for sub in words[2].split("|"))
+                        continue
+                    found.add(command)
+    return found
+
+
+def test_every_documented_command_exists() -> None:
+    from typer.testing import CliRunner
+
+    from tenure.cli import app
+
+    commands = _documented_commands()
+    assert {("score",), ("models", "rollback"), ("quarantine", "list")} <= commands
+    runner = CliRunner()
+    for command in sorted(commands):
+        result = runner.invoke(app, [*command, "--help"])
+        assert result.exit_code == 0, f"tenure {' '.join(command)}: {result.output}"

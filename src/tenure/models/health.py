@@ -56,6 +56,8 @@ from tenure.features import FeatureEntity, FeatureSet, attributed_events, featur
 from tenure.lifecycle import CUSTOMER_STAGES, stage_history
 
 if TYPE_CHECKING:
+    import ibis.expr.types as ir
+
     from tenure.warehouse import Warehouse
 
 __all__ = [
@@ -314,10 +316,15 @@ def _needed(features: FeatureSet, settings: HealthSettings) -> FeatureSet:
 
 
 def _customers_at(
-    warehouse: Warehouse, lifecycle: LifecycleSettings, as_of: dt.datetime, *times: dt.datetime
+    warehouse: Warehouse,
+    lifecycle: LifecycleSettings,
+    as_of: dt.datetime,
+    *times: dt.datetime,
+    history: ir.Table | None = None,
 ) -> list[set[str]]:
     """Accounts in a customer stage at each of *times* (by the history as of *as_of*)."""
-    history = stage_history(warehouse, lifecycle, as_of=as_of)
+    if history is None:
+        history = stage_history(warehouse, lifecycle, as_of=as_of)
     paying = history.filter(history.stage.isin([s.value for s in CUSTOMER_STAGES]))
     out = []
     for moment in times:
@@ -366,12 +373,14 @@ def build_health(
     *,
     as_of: dt.datetime,
     lifecycle: LifecycleSettings | None = None,
+    history: ir.Table | None = None,
 ) -> HealthBuild:
     """Score the customers at *as_of* into the warehouse table ``health``.
 
     Features are computed point-in-time at *as_of* and 30 days earlier (for
     ``change_30d``; only for accounts that were customers then). Customers are the
-    accounts in a customer stage at *as_of* (:mod:`tenure.lifecycle`).
+    accounts in a customer stage at *as_of* (:mod:`tenure.lifecycle`); pass the
+    ``stage_history`` table built for the same *as_of* as *history* to reuse it.
     """
     started = time.perf_counter()
     settings = settings if settings is not None else HealthSettings()
@@ -379,7 +388,9 @@ def build_health(
     lifecycle = lifecycle if lifecycle is not None else LifecycleSettings()
     _check_inputs(settings, features)
     earlier = as_of - dt.timedelta(days=CHANGE_DAYS)
-    now_customers, then_customers = _customers_at(warehouse, lifecycle, as_of, as_of, earlier)
+    now_customers, then_customers = _customers_at(
+        warehouse, lifecycle, as_of, as_of, earlier, history=history
+    )
     then_customers &= now_customers
     schema = _table_schema(settings)
     table = schema.empty_table()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from tenure.features import FeatureBuild, build_features, feature_set
-from tenure.lifecycle import StageBuild, build_stages
+from tenure.lifecycle import HISTORY_TABLE, StageBuild, build_stages
 from tenure.models._score import SCORES_TABLE, ScoreReport, ScoringSettings
 from tenure.models._score import score as score_warehouse
 from tenure.models._sentiment_step import score_event_sentiment
@@ -68,7 +68,12 @@ def build(project: Project, *, as_of: dt.datetime) -> BuildReport:
     seconds["stages"] = time.perf_counter() - started
     started = time.perf_counter()
     health = build_health(
-        project.warehouse, chosen, config.health, as_of=as_of, lifecycle=config.lifecycle
+        project.warehouse,
+        chosen,
+        config.health,
+        as_of=as_of,
+        lifecycle=config.lifecycle,
+        history=project.warehouse.table(HISTORY_TABLE),
     )
     seconds["health"] = time.perf_counter() - started
     return BuildReport(

@@ -44,7 +44,15 @@ def test_the_demo_trains_scores_and_explains(company: tuple[Path, DemoResult]) -
     assert metrics.n > 0
     trained = result.training
     assert trained.promoted[:3] == ["churn", "churn_survival", "retention_sbg"]
-    every = {"expansion", "promoter", "clv_bgnbd", "clv_gammagamma", "next_product"}
+    every = {
+        "expansion",
+        "promoter",
+        "clv_bgnbd",
+        "clv_gammagamma",
+        "next_product",
+        "opportunity_win",
+        "lead_conversion",
+    }
     assert set(trained.promoted[3:]) | set(trained.skipped) == every
     # a 400-account company pays monthly invoices: the purchase models can be fitted
     assert {"clv_bgnbd", "clv_gammagamma", "expansion", "next_product"} <= set(trained.promoted)

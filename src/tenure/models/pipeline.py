@@ -7,6 +7,7 @@ can run them for any date and get the same result for the same inputs.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import time
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from tenure.features import FeatureBuild, build_features, feature_set
 from tenure.lifecycle import HISTORY_TABLE, StageBuild, build_stages
+from tenure.models._funnel import score_funnel, train_funnel
 from tenure.models._score import SCORES_TABLE, ScoreReport, ScoringSettings
 from tenure.models._score import score as score_warehouse
 from tenure.models._sentiment_step import score_event_sentiment
@@ -94,26 +96,56 @@ def train(
     actor: str = "system",
     promote: bool | None = None,
 ) -> ChurnTraining:
-    """Train and register the churn, survival and retention models on history before *as_of*."""
+    """Train and register every model on history before *as_of*.
+
+    Churn, survival, retention, expansion, promoter, CLV and next-product models
+    (:mod:`tenure.models._train`), then the funnel's opportunity-win and
+    lead-conversion models (:mod:`tenure.models._funnel`); one report for all.
+    """
     chosen = feature_set(project.config.features, source=str(project.config_path))
-    return train_churn(
+    settings = settings or TrainingSettings()
+    registry = registry_for(project)
+    churn = train_churn(
         project.warehouse,
-        registry_for(project),
+        registry,
         chosen,
         as_of=as_of,
         settings=settings,
         actor=actor,
         promote=promote,
     )
+    started = time.perf_counter()
+    funnel = train_funnel(
+        project.warehouse,
+        registry,
+        as_of=as_of,
+        history_months=settings.history_months,
+        validation_months=settings.validation_months,
+        actor=actor,
+        promote=promote,
+        random_state=settings.random_state,
+    )
+    return dataclasses.replace(
+        churn,
+        versions={**churn.versions, **funnel.versions},
+        promoted=[*churn.promoted, *funnel.promoted],
+        skipped={**churn.skipped, **funnel.skipped},
+        seconds={**churn.seconds, "funnel": time.perf_counter() - started},
+    )
 
 
 def score(
     project: Project, *, as_of: dt.datetime, settings: ScoringSettings | None = None
 ) -> ScoreReport:
-    """Score every customer at *as_of* with the production models into ``scores``."""
+    """Score every customer (``scores``), open opportunity and lead at *as_of*."""
     chosen = feature_set(project.config.features, source=str(project.config_path))
-    return score_warehouse(
-        project.warehouse, registry_for(project), chosen, as_of=as_of, settings=settings
+    registry = registry_for(project)
+    report = score_warehouse(project.warehouse, registry, chosen, as_of=as_of, settings=settings)
+    funnel = score_funnel(project.warehouse, registry, as_of=as_of)
+    return dataclasses.replace(
+        report,
+        versions={**report.versions, **funnel.versions},
+        seconds={**report.seconds, "funnel": sum(funnel.seconds.values())},
     )
 
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from tenure.cli import app
 from tenure.demo import DemoResult, run_demo
-from tenure.models.pipeline import SCORES_TABLE, score, train
+from tenure.models.pipeline import SCORES_TABLE, build, score, train
 from tenure.models.registry import ModelStatus, registry_for
 from tenure.project import Project
 
@@ -145,3 +145,20 @@ def test_commands_build_score_features_and_models(company: tuple[Path, DemoResul
     bad = runner.invoke(app, ["score", "-p", str(root), "--as-of", "June"])
     assert bad.exit_code == 1
     assert "--as-of 'June' is not an ISO date or time" in bad.stderr
+
+
+def test_scoring_reuses_the_built_features_with_the_same_result(
+    company: tuple[Path, DemoResult],
+) -> None:
+    root, result = company
+    as_of = _as_of(result)
+    with Project.open(root) as project:
+        build(project, as_of=as_of)
+        score(project, as_of=as_of)
+        reused = {r["account_id"]: r["churn_probability"] for r in _scores(project)}
+        project.warehouse.backend.drop_table("features_account")
+        score(project, as_of=as_of)
+        recomputed = {r["account_id"]: r["churn_probability"] for r in _scores(project)}
+    assert reused.keys() == recomputed.keys()
+    for account, probability in reused.items():
+        assert recomputed[account] == pytest.approx(probability, abs=1e-12)

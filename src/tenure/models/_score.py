@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tenure.errors import ModelError
-from tenure.features import FeatureEntity, FeatureSet, feature_frame
+from tenure.features import FeatureEntity, FeatureSet, feature_frame, features_table
 from tenure.models._labels import customer_outcomes, feature_usage, purchases
 from tenure.models._train import (
     BGNBD_MODEL,
@@ -111,9 +111,11 @@ def score(
     assert isinstance(retention, ShiftedBetaGeometric)
 
     customers = customer_outcomes(warehouse, [as_of], observed_until=as_of)
-    frame = feature_frame(
-        warehouse, customers[["entity_id", "cutoff"]], features, FeatureEntity.ACCOUNT
-    )
+    frame = _built_features(warehouse, features, as_of)
+    if frame is None:
+        frame = feature_frame(
+            warehouse, customers[["entity_id", "cutoff"]], features, FeatureEntity.ACCOUNT
+        )
     frame = customers[["entity_id", "cutoff", "started_at"]].merge(
         frame, on=["entity_id", "cutoff"], validate="one_to_one"
     )
@@ -237,6 +239,42 @@ def score(
 
 
 _MAIN = (CHURN_MODEL, SURVIVAL_MODEL, RETENTION_MODEL)
+
+
+def _built_features(
+    warehouse: Warehouse, features: FeatureSet, as_of: dt.datetime
+) -> pd.DataFrame | None:
+    """The features ``tenure build`` materialized for this *as_of*, if it did.
+
+    Reused only when the table holds exactly this as_of and the build's snapshot
+    records the same definition hashes as *features*; otherwise the caller
+    recomputes them.
+    """
+    name = features_table(FeatureEntity.ACCOUNT)
+    snapshot = (
+        warehouse.lake.root
+        / "features"
+        / FeatureEntity.ACCOUNT.value
+        / f"as_of={as_of.date().isoformat()}"
+        / "definitions.json"
+    )
+    if not warehouse.has_table(name) or not snapshot.is_file():
+        return None
+    meta = json.loads(snapshot.read_text(encoding="utf-8"))
+    built = {f["name"]: f["hash"] for f in meta["features"]}
+    if meta["as_of"] != as_of.isoformat() or built != features.hashes(FeatureEntity.ACCOUNT):
+        return None
+    table = warehouse.table(name)
+    wanted = features.names(FeatureEntity.ACCOUNT)
+    if not set(wanted) <= set(table.columns):
+        return None
+    stamps = warehouse.backend.to_pyarrow(table.select("as_of").distinct()).column(0).to_pylist()
+    if stamps != [as_of]:
+        return None
+    frame: pd.DataFrame = warehouse.backend.to_pyarrow(
+        table.select("entity_id", cutoff="as_of", **{n: table[n] for n in wanted})
+    ).to_pandas()
+    return frame
 
 
 def _recommend(

@@ -14,7 +14,9 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from tenure.features import FeatureBuild, build_features, feature_set
+import pandas as pd
+
+from tenure.features import FeatureBuild, FeatureEntity, build_features, feature_set
 from tenure.lifecycle import HISTORY_TABLE, StageBuild, build_stages
 from tenure.models._funnel import score_funnel, train_funnel
 from tenure.models._score import SCORES_TABLE, ScoreReport, ScoringSettings
@@ -76,6 +78,7 @@ def build(project: Project, *, as_of: dt.datetime) -> BuildReport:
         as_of=as_of,
         lifecycle=config.lifecycle,
         history=project.warehouse.table(HISTORY_TABLE),
+        current=_account_features(project, builds),
     )
     seconds["health"] = time.perf_counter() - started
     return BuildReport(
@@ -86,6 +89,17 @@ def build(project: Project, *, as_of: dt.datetime) -> BuildReport:
         health=health,
         seconds=seconds,
     )
+
+
+def _account_features(project: Project, builds: list[FeatureBuild]) -> pd.DataFrame | None:
+    """The account features this build just materialized, for health to reuse."""
+    for item in builds:
+        if item.entity is FeatureEntity.ACCOUNT:
+            frame: pd.DataFrame = project.warehouse.backend.to_pyarrow(
+                project.warehouse.table(item.table)
+            ).to_pandas()
+            return frame
+    return None
 
 
 def train(

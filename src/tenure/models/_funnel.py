@@ -33,7 +33,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -48,7 +47,7 @@ from tenure.errors import ModelError
 from tenure.features import attributed_events
 from tenure.models._labels import monthly_cutoffs
 from tenure.models.metrics import classification_report
-from tenure.models.propensity import PropensityClassifier, Reason
+from tenure.models.propensity import PropensityClassifier
 from tenure.models.registry import ModelRegistry, ModelStatus, ModelVersion
 
 if TYPE_CHECKING:
@@ -626,7 +625,7 @@ def score_funnel(
                 "win_probability": pa.array(p, pa.float64()),
                 "expected_value": pa.array(amount * p, pa.float64(), from_pandas=True),
                 "reasons": pa.array(
-                    [json.dumps([_reason(r) for r in row]) for row in reasons], pa.string()
+                    [json.dumps([r.as_dict() for r in row]) for row in reasons], pa.string()
                 ),
                 "model": pa.array([version.label] * len(frame), pa.string()),
             }
@@ -681,17 +680,3 @@ def _describe(feature: str, value: object) -> str:
         return f"{feature.replace('_', ' ')} unknown"
     render = _REASON_TEXT.get(feature)
     return render(value) if render is not None else f"{feature} is {value}"
-
-
-def _reason(reason: Reason) -> dict[str, Any]:
-    value = reason.value
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        value = None
-    return {
-        "feature": reason.feature,
-        "value": value,
-        "contribution": round(float(reason.contribution), 4),
-        "text": reason.text,
-    }

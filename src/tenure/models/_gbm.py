@@ -123,6 +123,20 @@ class Reason:
     contribution: float
     text: str
 
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: numpy scalars as Python numbers, non-finite values as ``None``."""
+        value = self.value
+        if isinstance(value, np.generic):
+            value = value.item()
+        if isinstance(value, float) and not math.isfinite(value):
+            value = None
+        return {
+            "feature": self.feature,
+            "value": value,
+            "contribution": round(float(self.contribution), 4),
+            "text": self.text,
+        }
+
 
 def default_reason_text(feature: str, value: object) -> str:
     """Plain words for a reason: ``"Contract is Month-to-month"``, ``"tenure = 1"``."""

@@ -185,7 +185,7 @@ def score(
             "as_of": pa.array([as_of] * len(frame), pa.timestamp("us", tz="UTC")),
             "churn_probability": pa.array(probability, pa.float64()),
             "churn_reasons": pa.array(
-                [json.dumps([_reason(r) for r in row]) for row in reasons], pa.string()
+                [json.dumps([r.as_dict() for r in row]) for row in reasons], pa.string()
             ),
             "renewal_probability": pa.array(np.asarray(renewal, dtype=float), pa.float64()),
             "clv": pa.array(np.asarray(clv, dtype=float), pa.float64()),
@@ -371,20 +371,6 @@ def _transactional(
     labels[BGNBD_MODEL] = bg_version.label
     labels[GAMMAGAMMA_MODEL] = gg_version.label
     return out
-
-
-def _reason(reason: Any) -> dict[str, Any]:
-    value = reason.value
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        value = None
-    return {
-        "feature": reason.feature,
-        "value": value,
-        "contribution": round(float(reason.contribution), 4),
-        "text": reason.text,
-    }
 
 
 def _write_snapshot(warehouse: Warehouse, kind: str, as_of: dt.datetime, table: pa.Table) -> None:

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 import ibis
 
+from tenure._event_values import typed_identifier
+
 if TYPE_CHECKING:
     import ibis.expr.types as ir
 
@@ -21,13 +23,6 @@ __all__ = ["SENTIMENT_TABLE", "attributed_events"]
 
 #: Optional table (message_id, sentiment) written by the sentiment step.
 SENTIMENT_TABLE = "event_sentiment"
-
-_NULL = ibis.null("string")
-
-
-def _typed(kind: str, column: ir.StringValue) -> ir.StringValue:
-    value = column.nullif("")
-    return value.isnull().ifelse(_NULL, ibis.literal(f"{kind}:") + value)
 
 
 def attributed_events(warehouse: Warehouse) -> ir.Table:
@@ -40,11 +35,11 @@ def attributed_events(warehouse: Warehouse) -> ir.Table:
         "timestamp",
         "properties",
         person_key=ibis.coalesce(
-            _typed("user_id", events.user_id),
-            _typed("email", events.email.lower()),
-            _typed("anonymous_id", events.anonymous_id),
+            typed_identifier("user_id", events.user_id),
+            typed_identifier("email", events.email.lower()),
+            typed_identifier("anonymous_id", events.anonymous_id),
         ),
-        group_key=_typed("group_id", events.group_id),
+        group_key=typed_identifier("group_id", events.group_id),
     )
     people = warehouse.table("identity_nodes").select(
         person_key="identifier", profile_id="profile_id"

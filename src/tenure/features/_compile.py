@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import ibis
 
+from tenure._event_values import json_number
 from tenure.features._definitions import Aggregation, FeatureDefinition
 
 if TYPE_CHECKING:
@@ -63,9 +64,7 @@ def prepare_facts(facts: ir.Table, definitions: Sequence[FeatureDefinition]) -> 
         parsed[_property_column(field, "t")] = ibis.coalesce(
             value.str, value.int.cast("string"), value.float.cast("string")
         )
-        parsed[_property_column(field, "n")] = ibis.coalesce(
-            value.float, value.str.try_cast("float64")
-        )
+        parsed[_property_column(field, "n")] = json_number(value)
     return kept.select("entity_id", "user", "event", "timestamp", "sentiment", **parsed)
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import ibis
 
+from tenure._event_values import typed_identifier
 from tenure.identity._model import Entity, LinkRule
 
 if TYPE_CHECKING:
@@ -39,11 +40,6 @@ __all__ = [
 ]
 
 _NULL = ibis.null("string")
-
-
-def _typed(kind: str, column: ir.StringValue) -> ir.StringValue:
-    value = column.nullif("")
-    return value.isnull().ifelse(_NULL, ibis.literal(f"{kind}:") + value)
 
 
 def _json_text(value: ir.JSONValue) -> ir.StringValue:
@@ -94,10 +90,10 @@ def event_keys(events: ir.Table, ext: ir.Table) -> ir.Table:
         "traits",
         "properties",
         "previous_id",
-        user_key=_typed("user_id", events.user_id),
-        anon_key=_typed("anonymous_id", events.anonymous_id),
-        email_key=_typed("email", events.email.lower()),
-        group_key=_typed("group_id", events.group_id),
+        user_key=typed_identifier("user_id", events.user_id),
+        anon_key=typed_identifier("anonymous_id", events.anonymous_id),
+        email_key=typed_identifier("email", events.email.lower()),
+        group_key=typed_identifier("group_id", events.group_id),
     )
     joined = typed.left_join(first_ext, "message_id").select(
         *[typed[c] for c in typed.columns], first_ext.person_ext, first_ext.account_ext
@@ -114,8 +110,8 @@ def _alias_previous(keys: ir.Table, known_user_ids: ir.Table) -> ir.Table:
     """Alias calls with ``previous_id`` typed: a user id if one is known, else anonymous."""
     aliases = keys.filter((keys.type == "alias") & keys.user_key.notnull())
     aliases = aliases.mutate(
-        as_user=_typed("user_id", aliases.previous_id),
-        as_anon=_typed("anonymous_id", aliases.previous_id),
+        as_user=typed_identifier("user_id", aliases.previous_id),
+        as_anon=typed_identifier("anonymous_id", aliases.previous_id),
     ).filter(lambda t: t.as_user.notnull())
     known = known_user_ids.select(known_id="identifier").distinct()
     joined = aliases.left_join(known, aliases.as_user == known.known_id)

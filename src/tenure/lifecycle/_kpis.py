@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import ibis
 
+from tenure._event_values import json_number
 from tenure.config import LifecycleSettings
 from tenure.lifecycle._history import _TS, _prop
 
@@ -122,8 +123,7 @@ def days_between(later: ir.TimestampValue, earlier: ir.TimestampValue) -> ir.Flo
 
 
 def _number(events: ir.Table, name: str) -> ir.FloatingValue:
-    value = events.properties.try_cast("json")[name]
-    return ibis.coalesce(value.float, value.str.try_cast("float64"))
+    return json_number(events.properties.try_cast("json")[name])
 
 
 def _first_per_key(events: ir.Table, names: list[str], key_property: str, column: str) -> ir.Table:

@@ -43,9 +43,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from tenure._event_values import json_number, typed_identifier
 from tenure.errors import ModelError
 from tenure.features import attributed_events
-from tenure.models._labels import monthly_cutoffs
+from tenure.models._labels import cutoffs_table, monthly_cutoffs
 from tenure.models.metrics import classification_report
 from tenure.models.propensity import PropensityClassifier
 from tenure.models.registry import ModelRegistry, ModelStatus, ModelVersion
@@ -148,10 +149,10 @@ def opportunity_frame(
         event=known.event,
         at=known.timestamp,
         stage=props["stage"].str.nullif(""),
-        amount=_number(props["amount"]),
+        amount=json_number(props["amount"]),
         lead_source=_text(props["lead_source"]),
     )
-    cuts = _cutoffs_table(cutoffs)
+    cuts = cutoffs_table(cutoffs)
     with narrow.cache() as cached:
         marks = cached.filter(cached.opportunity_id.notnull() & (cached.event != _LEAD_CREATED))
         before = marks.join(cuts, marks.at < cuts.cutoff)
@@ -258,7 +259,7 @@ def lead_frame(
             _text(known.properties.try_cast("json")["lead_source"]), ibis.null("string")
         ),
     )
-    cuts = _cutoffs_table(cutoffs)
+    cuts = cutoffs_table(cutoffs)
     with narrow.cache() as marks:
         created = marks.filter(marks.event == _LEAD_CREATED)
         before = created.join(cuts, created.at < cuts.cutoff)
@@ -337,9 +338,9 @@ def _page_views(warehouse: Warehouse, pairs: ir.Table, observed_until: dt.dateti
         "message_id",
         "type",
         at=raw.timestamp,
-        user_key=_key("user_id", raw.user_id),
-        anonymous_key=_key("anonymous_id", raw.anonymous_id),
-        group_key=_key("group_id", raw.group_id),
+        user_key=typed_identifier("user_id", raw.user_id),
+        anonymous_key=typed_identifier("anonymous_id", raw.anonymous_id),
+        group_key=typed_identifier("group_id", raw.group_id),
     )
     keyed = keyed.left_join(groups, keyed.group_key == groups.group_key).select(
         "message_id", "type", "at", "user_key", "anonymous_key", "group_account"
@@ -383,24 +384,9 @@ def _page_views(warehouse: Warehouse, pairs: ir.Table, observed_until: dt.dateti
     return counted.rename(count_account="account_id", count_cutoff="cutoff")
 
 
-def _key(kind: str, column: ir.StringValue) -> ir.StringValue:
-    """An identifier as identity stitching writes it (``group_id:acme``), or null."""
-    value = column.nullif("")
-    return value.isnull().ifelse(ibis.null("string"), ibis.literal(f"{kind}:") + value)
-
-
 def _text(value: ir.JSONValue) -> ir.StringValue:
     """A JSON property as text, whether it was written as a string or a whole number."""
     return ibis.coalesce(value.str, value.int.cast("string")).nullif("")
-
-
-def _number(value: ir.JSONValue) -> ir.FloatingValue:
-    return ibis.coalesce(value.float, value.str.try_cast("float64"))
-
-
-def _cutoffs_table(cutoffs: Sequence[dt.datetime]) -> ir.Table:
-    table = pa.table({"cutoff": pa.array(list(cutoffs), pa.timestamp("us", tz="UTC"))})
-    return ibis.memtable(table)
 
 
 def _to_pandas(warehouse: Warehouse, expr: ir.Table) -> pd.DataFrame:

@@ -17,6 +17,7 @@ import ibis
 import pandas as pd
 import pyarrow as pa
 
+from tenure._event_values import json_number
 from tenure.features import attributed_events
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ __all__ = [
     "START_EVENTS",
     "churned_within",
     "customer_outcomes",
+    "cutoffs_table",
     "feature_usage",
     "future_counts",
     "monthly_cutoffs",
@@ -62,7 +64,7 @@ def customer_outcomes(
         at=events.timestamp,
         is_start=events.event.isin(list(START_EVENTS)),
     )
-    cuts = _cutoffs_table(cutoffs)
+    cuts = cutoffs_table(cutoffs)
     before = marks.join(cuts, marks.at < cuts.cutoff)
     state = before.group_by(["entity_id", "cutoff"]).aggregate(
         active=before.is_start.argmax(before.at),
@@ -90,7 +92,7 @@ def churned_within(outcomes: pd.DataFrame, horizon_days: float) -> pd.Series:
     return (delta < horizon_days).fillna(False).astype(int)
 
 
-def _cutoffs_table(cutoffs: Sequence[dt.datetime]) -> ir.Table:
+def cutoffs_table(cutoffs: Sequence[dt.datetime]) -> ir.Table:
     table = pa.table({"cutoff": pa.array(list(cutoffs), pa.timestamp("us", tz="UTC"))})
     return ibis.memtable(table)
 
@@ -110,7 +112,7 @@ def purchases(warehouse: Warehouse, *, before: dt.datetime) -> pd.DataFrame:
     props = events.properties.try_cast("json")
     amount = ibis.null("float64")
     for name, field in PURCHASE_EVENTS.items():
-        value = ibis.coalesce(props[field].float, props[field].str.try_cast("float64"))
+        value = json_number(props[field])
         amount = (events.event == name).ifelse(value, amount)
     expr = events.select(entity_id=events.account_id, timestamp=events.timestamp, amount=amount)
     frame: pd.DataFrame = warehouse.backend.to_pyarrow(expr).to_pandas()
@@ -144,15 +146,11 @@ def future_counts(
     props = table.properties.try_cast("json")
     keep = ibis.literal(True)
     if numeric_property is not None:
-        value = ibis.coalesce(
-            props[numeric_property].float, props[numeric_property].str.try_cast("float64")
-        )
+        value = json_number(props[numeric_property])
         if at_least is not None:
             keep = keep & (value >= at_least).fill_null(False)
         if above_property is not None:
-            other = ibis.coalesce(
-                props[above_property].float, props[above_property].str.try_cast("float64")
-            )
+            other = json_number(props[above_property])
             keep = keep & (value > other).fill_null(False)
     marks = table.select(mark_entity=table.account_id, at=table.timestamp, keep=keep)
     cuts = ibis.memtable(

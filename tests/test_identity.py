@@ -386,25 +386,29 @@ def test_incremental_run_merges_into_the_existing_profile(project: Project, cloc
     assert snapshot(project) == state
 
 
-def test_a_failed_run_changes_nothing(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_run_leaves_profiles_as_they_were_and_resumes(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
     load(project, "r1", [ev("identify", 0, anon="a1", user="u1")])
     stitch(project)
-    before = snapshot(project)
+    views = {name: table(project, name) for name in ("profiles", "accounts", "identity_runs")}
     load(project, "r2", [ev("identify", 5, anon="a2", user="u1")])
 
     def fail(*_args: object) -> None:
         raise RuntimeError("disk full")
 
-    # the last step of a run fails: every write of the run is rolled back
+    # the last step fails: the profiles readers see and the run list stay as they were
     monkeypatch.setattr("tenure.identity._stitch.build_views", fail)
     with pytest.raises(RuntimeError, match="disk full"):
         stitch(project)
-    assert snapshot(project) == before
+    assert {name: table(project, name) for name in views} == views
 
     monkeypatch.undo()
     report = stitch(project)
-    assert (report.runs, report.merges) == (("r2",), 1)
+    assert report.runs == ("r2",)
     assert profile_of(project, "anonymous_id:a2") == profile_of(project, "user_id:u1")
+    assert find_profile(project.warehouse, "a2").identifiers["anonymous_id"] == ("a1", "a2")
+    assert table(project, "identity_days") == []
 
 
 def test_batch_order_does_not_change_the_partition(tmp_path: Path) -> None:
@@ -433,6 +437,70 @@ def test_batch_order_does_not_change_the_partition(tmp_path: Path) -> None:
         frozenset({"anonymous_id:d1", "anonymous_id:d2", "email:eve@acme.com", "user_id:u1"})
         in partitions[0]
     )
+
+
+def _backfill() -> list[dict[str, Any]]:
+    """Three weeks of events whose decisions depend on their order (a limit refusal)."""
+    day = 24 * 60
+    return [
+        ev("page", 0, anon="d1"),
+        ev("identify", 1, anon="d1", email="eve@acme.com", traits={"plan": "free"}),
+        ev("identify", day + 2, anon="d1", user="u1"),
+        ev("identify", 3 * day, anon="d2", user="u2", group="g1"),
+        # u2's device d2 then shows eve's email: refused later, user_id limit 1
+        ev("identify", 8 * day, anon="d2", email="eve@acme.com"),
+        ev("group", 9 * day, user="u1", group="g1", traits={"name": "Acme"}),
+        ev("identify", 15 * day, anon="d3", user="u1", traits={"plan": "pro"}),
+        ev("track", 20 * day, user="u2", event="Ticket Created", properties={"ticket_id": "t1"}),
+    ]
+
+
+def test_a_backfill_stitched_in_day_chunks_equals_one_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    states = []
+    for name, most in (("one", "1000000"), ("chunks", "2")):
+        monkeypatch.setenv("TENURE_IDENTITY_BATCH_EVENTS", most)
+        with init_project(tmp_path / name, clock=Clock(T0)) as project:
+            load(project, "r1", _backfill())
+            report = stitch(project)
+            assert report.events_read == 8
+            states.append(snapshot(project))
+    assert states[0] == states[1]
+    assert any("limit_user_id" in row for row in map(str, states[0]["identity_links"]))
+
+
+def test_a_crash_between_chunks_resumes_after_the_last_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with init_project(tmp_path / "whole", clock=Clock(T0)) as project:
+        load(project, "r1", _backfill())
+        stitch(project)
+        expected = snapshot(project)
+
+    monkeypatch.setenv("TENURE_IDENTITY_BATCH_EVENTS", "2")
+    import tenure.identity._stitch as stitch_module
+
+    real = stitch_module._stitch_batch
+    calls = []
+
+    def crash_on_third(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("killed")
+        return real(*args, **kwargs)
+
+    with init_project(tmp_path / "crashed", clock=Clock(T0)) as project:
+        load(project, "r1", _backfill())
+        monkeypatch.setattr(stitch_module, "_stitch_batch", crash_on_third)
+        with pytest.raises(RuntimeError, match="killed"):
+            stitch(project)
+        # two chunks (days 0; 1 and 3) committed, the run is not done yet
+        assert len(table(project, "identity_days")) == 3
+        assert table(project, "identity_runs") == []
+        monkeypatch.setattr(stitch_module, "_stitch_batch", real)
+        stitch(project)
+        assert snapshot(project) == expected
 
 
 # ------------------------------------------------------------------------ split

@@ -72,7 +72,16 @@ class WarehouseSettings(_Section):
     backend: WarehouseBackend = WarehouseBackend.DUCKDB
     path: Path = Path("warehouse.duckdb")
     threads: int | None = Field(default=None, ge=1)
+    #: DuckDB's memory limit (e.g. ``4GB``); beyond it DuckDB spills to disk.
+    #: Default: half the machine's RAM, leaving the rest to model training and
+    #: the Python side (DuckDB's own default, 80 %, left too little at scale).
     memory_limit: str | None = None
+
+    def duckdb_memory_limit(self) -> str:
+        if self.memory_limit is not None:
+            return self.memory_limit
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        return f"{max(total // 2 // 2**20, 256)}MB"
 
 
 class StoreSettings(_Section):
@@ -145,6 +154,9 @@ class IdentitySettings(_Section):
     source_precedence: list[str] = Field(
         default_factory=lambda: ["hubspot", "stripe", "zendesk", "segment"]
     )
+    #: Events stitched per step, in date order (whole days). Bounds the memory a
+    #: large backfill needs without changing any decision.
+    batch_events: int = Field(default=2_000_000, ge=1)
 
     @field_validator("limits")
     @classmethod
@@ -359,6 +371,7 @@ _SECTIONS: dict[str, type[_Section]] = {
     "warehouse": WarehouseSettings,
     "store": StoreSettings,
     "ingest": IngestSettings,
+    "identity": IdentitySettings,
 }
 
 
@@ -449,7 +462,7 @@ warehouse:
   # DuckDB database file for warehouse tables (identities, profiles, features, scores).
   path: warehouse.duckdb
   # threads: 2            # default: all cores
-  # memory_limit: 4GB     # default: DuckDB's (80 % of RAM)
+  # memory_limit: 4GB     # default: half the machine's RAM
 
 store:
   # Operational store (ingest runs, quarantine, audit log, decisions, outbox).
@@ -478,6 +491,8 @@ identity:
   # When sources disagree on a trait, the earlier source in this list wins;
   # within one source the latest value wins.
   source_precedence: [hubspot, stripe, zendesk, segment]
+  # Events stitched per step, whole days in date order; bounds memory on backfills.
+  # batch_events: 2000000
 
 # Column mappings for CSV/Parquet exports. `tenure ingest` also detects the
 # built-in mappings (stripe.*, hubspot.*, zendesk.*) from a file's header;

@@ -70,7 +70,9 @@ class Project:
     def index(self) -> LakeIndex:
         """The lake's index and loading connection (a DuckDB file beside the lake)."""
         settings = self.config.warehouse
-        return LakeIndex(self.lake, threads=settings.threads, memory_limit=settings.memory_limit)
+        return LakeIndex(
+            self.lake, threads=settings.threads, memory_limit=settings.duckdb_memory_limit()
+        )
 
     @cached_property
     def warehouse(self) -> Warehouse:

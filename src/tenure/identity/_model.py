@@ -21,6 +21,7 @@ import pyarrow as pa
 __all__ = [
     "ACCOUNTS_TABLE",
     "ACCOUNT_SPEC",
+    "DAYS_TABLE",
     "EDGES_TABLE",
     "KIND_ORDER",
     "LINKS_SCHEMA",
@@ -201,6 +202,14 @@ class TableSpec:
 RUNS_TABLE = TableSpec(
     "identity_runs",
     pa.schema([("ingest_run", pa.string()), ("stitched_at", _TS), ("events", pa.int64())]),
+)
+
+#: Days of runs not yet in ``identity_runs`` already stitched: a backfill is
+#: stitched a chunk of days per transaction, and a crash between chunks
+#: resumes after the last one committed. Emptied when the runs complete.
+DAYS_TABLE = TableSpec(
+    "identity_days",
+    pa.schema([("ingest_run", pa.string()), ("event_date", pa.date32())]),
 )
 
 #: Per identifier, trait key and source: the latest value (JSON text).

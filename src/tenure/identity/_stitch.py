@@ -1,8 +1,13 @@
 """The batch step: read events of ingest runs not yet stitched, link, merge, rebuild.
 
-A run goes like this (all of it in one warehouse transaction on DuckDB):
+A run goes like this:
 
-1. Events whose ``ingest_run`` is not in ``identity_runs`` form the batch.
+1. Events whose ``ingest_run`` is not in ``identity_runs`` are pending. They
+   are stitched in chunks of whole days, in date order, at most
+   ``identity.batch_events`` events each, one warehouse transaction per chunk
+   (on DuckDB); ``identity_days`` records the committed ones, so a crash
+   resumes after the last. Links are decided in the order of their first
+   event, so chunking changes no decision; it bounds memory.
 2. Ibis expressions extract the batch's identifiers (nodes) and the distinct
    pairs seen together (links), for people and for accounts.
 3. Links not met before are decided in Python, in order of their first event
@@ -11,8 +16,9 @@ A run goes like this (all of it in one warehouse transaction on DuckDB):
    decision; only its last_seen and event count move. That is what keeps a
    split link split and a refused link refused.
 4. Nodes, links and merges are rewritten; per-identifier traits, memberships
-   and graph edges are folded in; the batch's runs go into ``identity_runs``.
-5. ``profiles``, ``accounts``, ``account_memberships`` and ``graph_edges`` are
+   and graph edges are folded in.
+5. In a last transaction the runs go into ``identity_runs`` and
+   ``profiles``, ``accounts``, ``account_memberships`` and ``graph_edges`` are
    rebuilt from the per-identifier tables (never from the events again).
 
 Because decisions happen in arrival order, a link refused by a limit in one
@@ -34,6 +40,7 @@ from tenure.identity import _extract
 from tenure.identity._build import build_views
 from tenure.identity._model import (
     ACCOUNT_SPEC,
+    DAYS_TABLE,
     LINKS_SCHEMA,
     NODE_EDGES_TABLE,
     NODE_MEMBERSHIPS_TABLE,
@@ -56,7 +63,14 @@ if TYPE_CHECKING:
     from tenure.project import Project
     from tenure.warehouse import Warehouse
 
-__all__ = ["StitchReport", "account_limits", "person_limits", "stitch", "stitch_warehouse"]
+__all__ = [
+    "StitchReport",
+    "account_limits",
+    "day_chunks",
+    "person_limits",
+    "stitch",
+    "stitch_warehouse",
+]
 
 _BATCH = "_identity_batch"
 _EXT = "_identity_batch_external_ids"
@@ -83,6 +97,36 @@ class _EntityOutcome:
     merges: int
     refused: Counter[str]
 
+    def __add__(self, other: _EntityOutcome) -> _EntityOutcome:
+        return _EntityOutcome(
+            self.links_new + other.links_new,
+            self.merges + other.merges,
+            self.refused + other.refused,
+        )
+
+
+def day_chunks(per_day: list[tuple[dt.date, int]], most: int) -> list[tuple[dt.date, dt.date]]:
+    """Consecutive runs of days holding at most *most* events each (a day is never split).
+
+    Stitching chunk by chunk in date order decides links in the same order as
+    one pass over everything (links are decided by their first event's time),
+    while holding only one chunk's identities in memory.
+    """
+    chunks: list[tuple[dt.date, dt.date]] = []
+    first: dt.date | None = None
+    last: dt.date | None = None
+    total = 0
+    for day, count in sorted(per_day):
+        if first is not None and last is not None and total + count > most:
+            chunks.append((first, last))
+            first, total = None, 0
+        if first is None:
+            first = day
+        last, total = day, total + count
+    if first is not None and last is not None:
+        chunks.append((first, last))
+    return chunks
+
 
 def person_limits(settings: IdentitySettings) -> dict[str, int]:
     return {kind.value: limit for kind, limit in settings.limits.items()}
@@ -104,18 +148,32 @@ def stitch_warehouse(
     """:func:`stitch` with its parts passed in; *at* stamps the run and new decisions."""
     backend = warehouse.backend
     ensure_tables(warehouse)
+    done = warehouse.table(RUNS_TABLE.name).select("ingest_run")
+    runs_pending = warehouse.events().anti_join(done, "ingest_run")
+    per_run = rows(
+        backend, runs_pending.group_by("ingest_run").aggregate(events=runs_pending.count())
+    )
+    per_run.sort(key=lambda r: str(r["ingest_run"]))
+    events_read = sum(int(r["events"]) for r in per_run)
+    person = account = _EntityOutcome(0, 0, Counter())
+    stitched_days = warehouse.table(DAYS_TABLE.name)
+    pending = runs_pending.anti_join(stitched_days, ["ingest_run", "event_date"])
+    per_day = rows(backend, pending.group_by("event_date").aggregate(events=pending.count()))
+    for first, last in day_chunks(
+        [(r["event_date"], int(r["events"])) for r in per_day], settings.batch_events
+    ):
+        # one transaction per chunk: what a chunk replaced is freed at its commit
+        with transaction(backend):
+            chunk = pending.filter((pending.event_date >= first) & (pending.event_date <= last))
+            covered = backend.to_pyarrow(chunk.select("ingest_run", "event_date").distinct())
+            backend.create_table(_BATCH, _narrow(chunk), temp=True, overwrite=True)
+            step = _stitch_batch(warehouse, settings, backend.table(_BATCH), at)
+            person, account = person + step[0], account + step[1]
+            backend.insert(DAYS_TABLE.name, covered.cast(DAYS_TABLE.schema))
+            for name in (_KEYS, _EXT, _BATCH):
+                backend.drop_table(name, force=True)
     with transaction(backend):
-        done = warehouse.table(RUNS_TABLE.name).select("ingest_run")
-        events = warehouse.events()
-        batch_expr = events.anti_join(done, "ingest_run").select(*EVENT_COLUMNS)
-        backend.create_table(_BATCH, batch_expr, temp=True, overwrite=True)
-        batch = backend.table(_BATCH)
-        per_run = rows(backend, batch.group_by("ingest_run").aggregate(events=batch.count()))
-        per_run.sort(key=lambda r: str(r["ingest_run"]))
-        events_read = sum(int(r["events"]) for r in per_run)
-        person = account = _EntityOutcome(0, 0, Counter())
-        if events_read:
-            person, account = _stitch_batch(warehouse, settings, batch, at)
+        if per_run:
             backend.insert(
                 RUNS_TABLE.name,
                 pa.table(
@@ -127,8 +185,8 @@ def stitch_warehouse(
                     schema=RUNS_TABLE.schema,
                 ),
             )
-        for name in (_KEYS, _EXT, _BATCH):
-            backend.drop_table(name, force=True)
+            left = stitched_days.anti_join(warehouse.table(RUNS_TABLE.name), "ingest_run")
+            warehouse.replace_table(DAYS_TABLE.name, left)
         profiles, accounts = build_views(warehouse, settings)
     return StitchReport(
         runs=tuple(str(r["ingest_run"]) for r in per_run),
@@ -139,6 +197,30 @@ def stitch_warehouse(
         refused=dict(sorted((person.refused + account.refused).items())),
         profiles=profiles,
         accounts=accounts,
+    )
+
+
+def _narrow(events: ir.Table) -> ir.Table:
+    """The batch's events with only the JSON text stitching reads.
+
+    Most events are usage whose properties and context no identity step looks
+    at; keeping their text made the batch copy several times the size of the
+    identities (10 GB at 11.7M events). Kept: traits of identify and group
+    calls, properties of track events that can name a ticket, subscription or
+    opportunity (see :func:`tenure.identity._extract.edges`), and context when
+    it holds external ids.
+    """
+    is_track = events.type == "track"
+    names_object = (
+        events.event.startswith("Ticket ")
+        | events.event.startswith("Subscription ")
+        | events.properties.contains('"opportunity_id"')
+    )
+    return events.select(
+        *[c for c in EVENT_COLUMNS if c not in ("properties", "traits", "context")],
+        properties=(is_track & names_object).ifelse(events.properties, ibis.null("string")),
+        traits=events.type.isin(["identify", "group"]).ifelse(events.traits, ibis.null("string")),
+        context=events.context.contains("externalIds").ifelse(events.context, ibis.null("string")),
     )
 
 

@@ -12,6 +12,7 @@ import pyarrow as pa
 from tenure.identity._model import (
     ACCOUNT_SPEC,
     ACCOUNTS_TABLE,
+    DAYS_TABLE,
     EDGES_TABLE,
     MEMBERSHIPS_TABLE,
     NODE_EDGES_TABLE,
@@ -47,6 +48,7 @@ def table_schemas() -> dict[str, pa.Schema]:
         schemas[spec.merges_table] = spec.merges_schema()
     for table in (
         RUNS_TABLE,
+        DAYS_TABLE,
         NODE_TRAITS_TABLE,
         NODE_MEMBERSHIPS_TABLE,
         NODE_EDGES_TABLE,

@@ -35,8 +35,7 @@ def connect_backend(settings: WarehouseSettings, project_dir: Path) -> BaseBacke
         config: dict[str, Any] = {}
         if settings.threads is not None:
             config["threads"] = settings.threads
-        if settings.memory_limit is not None:
-            config["memory_limit"] = settings.memory_limit
+        config["memory_limit"] = settings.duckdb_memory_limit()
         backend = ibis.duckdb.connect(str(path), **config)
         # dates of timestamps are UTC dates, whatever the machine's zone
         backend.raw_sql("SET TimeZone = 'UTC'")

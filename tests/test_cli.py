@@ -57,7 +57,7 @@ def test_init_then_status_json(tmp_path: Path) -> None:
     code, out, _ = invoke("status", "--project", str(tmp_path / "p"), "--json")
     assert code == 0
     status = json.loads(out)
-    assert status["store_revision"] == "0002"
+    assert status["store_revision"] == "0003"
     assert status["store_tables"] == {
         "audit_log": 0,
         "ingest_runs": 0,

@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from tenure.errors import ConfigError, ConfigProblem, ProjectNotFoundError
+from tenure._config_decide import DecideSettings, DeliverySettings
 from tenure.features._definitions import FeatureDefinition, FeatureEntity
 
 __all__ = [
@@ -364,6 +365,8 @@ class ProjectConfig(BaseModel):
     features: FeatureSettings = FeatureSettings()
     lifecycle: LifecycleSettings = LifecycleSettings()
     health: HealthSettings = HealthSettings()
+    decide: DecideSettings = DecideSettings()
+    delivery: DeliverySettings = DeliverySettings()
 
 
 _SECTIONS: dict[str, type[_Section]] = {
@@ -601,4 +604,46 @@ health:
   bands: {green: 70, yellow: 40}
   # How many of the components that moved the score most are named in `movers`.
   movers: 2
+
+decide:
+  # Policies (policies/*.yaml) and templates (templates/*) live here.
+  policies_dir: policies
+  templates_dir: templates
+  # Consent on a channel nobody has said anything about (opt-outs always win).
+  default_consent: {email: true, in_app: true, webhook: true, csm_task: true}
+  # At most `max` actions per customer in any rolling window, per channel or overall.
+  caps:
+    - {channel: email, max: 2, window: 7d}
+    - {channel: in_app, max: 3, window: 7d}
+    - {channel: null, max: 4, window: 7d}
+  # Nothing starts in these hours of the customer's time zone (timezone trait);
+  # the action waits until the end instead. Set to null to switch off.
+  quiet_hours: {start: "21:00", end: "08:00", channels: [email, in_app], default_timezone: UTC}
+  # Spend caps: per campaign ({campaign: {budget: 5000, period: 30d}}) and overall.
+  budgets: {}
+  global_budget: null
+  # No message to an account with an urgent ticket opened this recently.
+  urgent_ticket_suppression: 7d
+  suppression_channels: [email, in_app]
+  # Human review before sending: high-value accounts and large discounts.
+  review: {min_value: 10000, max_discount: 0.15, expires_after: 3d, channels: [email, webhook]}
+
+delivery:
+  smtp:
+    host: 127.0.0.1
+    port: 25
+    security: none          # none | starttls | ssl
+    # username: tenure
+    # password_env: TENURE_SMTP_PASSWORD   # the variable's name, never the password
+    from_address: tenure@localhost
+  # Named webhook targets: {crm: {url: https://…, secret_env: TENURE_CRM_SECRET}}
+  webhooks: {}
+  # csm_task_webhook: crm
+  max_attempts: 6
+  backoff_base_seconds: 30
+  backoff_max_seconds: 3600
+  lease_seconds: 120
+  # Unsubscribe links point here (`tenure serve` records the opt-out).
+  public_url: http://127.0.0.1:8000
+  unsubscribe_secret_env: TENURE_UNSUBSCRIBE_SECRET
 """

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -29,11 +30,19 @@ from sqlalchemy import (
 __all__ = [
     "UTCDateTime",
     "audit_log",
+    "consent",
+    "customer_state",
+    "decisions",
+    "delivery_attempts",
+    "in_app_messages",
     "ingest_runs",
     "metadata",
     "model_events",
     "model_versions",
+    "outbox",
+    "policy_versions",
     "quarantine",
+    "review_queue",
 ]
 
 metadata = MetaData(
@@ -176,4 +185,158 @@ model_events = Table(
     Column("actor", String(200), nullable=False),
     Column("action", String(40), nullable=False),  # register | promote | retire | rollback
     Index(None, "model_version_id"),
+)
+
+# ----------------------------------------------------------------- decide
+_ID = BigInteger().with_variant(Integer, "sqlite")
+
+#: Policies and templates, one row per version; editing the file makes a new one.
+policy_versions = Table(
+    "policy_versions",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),  # policy | template
+    Column("name", String(200), nullable=False),
+    Column("version", Integer, nullable=False),  # 1, 2, … per kind and name
+    Column("content_hash", String(64), nullable=False),  # sha256 of the source text
+    Column("source", Text, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("created_by", String(200), nullable=False),
+    UniqueConstraint("kind", "name", "version"),
+)
+
+#: What the batch steps publish for the online path: one row per account.
+customer_state = Table(
+    "customer_state",
+    metadata,
+    Column("account_id", String(64), primary_key=True),
+    Column("as_of", UTCDateTime(), nullable=False),
+    Column("name", Text),
+    Column("stage", String(32)),
+    Column("state", Text, nullable=False),  # JSON: scores, health, features, traits, contacts
+    Column("features_hash", String(64), nullable=False),
+    Column("published_at", UTCDateTime(), nullable=False),
+)
+
+#: Consent statements; the latest per identifier and channel holds ("all" = every channel).
+consent = Table(
+    "consent",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("identifier", String(320), nullable=False),  # typed: email:…, user_id:…, account:…
+    Column("channel", String(16), nullable=False),  # a channel, or all
+    Column("granted", Integer, nullable=False),  # 1 granted, 0 withdrawn
+    Column("reason", String(32), nullable=False),  # unsubscribe | preference | erasure | import
+    Column("source", String(200), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Index(None, "identifier", "channel"),
+)
+
+decisions = Table(
+    "decisions",
+    metadata,
+    Column("id", String(40), primary_key=True),  # d_ + hash of cycle, customer
+    Column("cycle_id", String(40), nullable=False),
+    Column("path", String(16), nullable=False),  # batch | api | journey
+    Column("account_id", String(64), nullable=False),
+    Column("profile_id", String(64)),  # the contact the action goes to
+    Column("decided_at", UTCDateTime(), nullable=False),
+    # queued | deferred | review | blocked | rejected | expired
+    Column("status", String(16), nullable=False),
+    Column("policy", String(200)),
+    Column("policy_version", Integer),
+    Column("rule_id", String(200)),
+    Column("channel", String(16)),
+    Column("campaign", String(200)),
+    Column("action", Text, nullable=False),  # JSON
+    Column("value", Float),  # expected value when arbitration had an uplift estimate
+    Column("models", Text, nullable=False),  # JSON: model → version label
+    Column("scores", Text, nullable=False),  # JSON
+    Column("features", Text, nullable=False),  # JSON snapshot of the features used
+    Column("features_hash", String(64), nullable=False),
+    Column("as_of", UTCDateTime(), nullable=False),  # the state's snapshot time
+    Column("candidates", Text, nullable=False),  # JSON: every matching rule and its fate
+    Column("guardrails", Text, nullable=False),  # JSON: each guardrail's verdict
+    Column("experiment", Text),  # JSON: experiment and arm, when one assigned it
+    Column("explanation", Text, nullable=False),
+    Index(None, "account_id", "decided_at"),
+    Index(None, "cycle_id"),
+    Index(None, "status"),
+)
+
+review_queue = Table(
+    "review_queue",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("decision_id", String(40), ForeignKey("decisions.id"), nullable=False, unique=True),
+    Column("reason", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # pending | approved | rejected | expired
+    Column("requested_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("decided_by", String(200)),
+    Column("decided_at", UTCDateTime()),
+    Column("note", Text),
+    Index(None, "status"),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    # travels with the action: the email's Message-ID, a webhook's Idempotency-Key
+    Column("idempotency_key", String(64), nullable=False, unique=True),
+    Column("decision_id", String(40)),
+    Column("account_id", String(64), nullable=False),
+    Column("profile_id", String(64)),
+    Column("channel", String(16), nullable=False),
+    Column("recipient", Text, nullable=False),  # address, user id or webhook name
+    Column("campaign", String(200)),
+    Column("cost", Float, nullable=False),
+    Column("template", String(200)),
+    Column("template_version", Integer),
+    Column("payload", Text, nullable=False),  # JSON: the rendered message or body
+    # queued | sending | sent | retry | dead | cancelled
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("resends", Integer, nullable=False),  # sends after a lease expired mid-send
+    Column("not_before", UTCDateTime(), nullable=False),
+    Column("lease_owner", String(100)),
+    Column("lease_until", UTCDateTime()),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("sent_at", UTCDateTime()),
+    Column("last_error", Text),
+    Index(None, "status", "not_before"),
+    Index(None, "account_id", "created_at"),
+    Index(None, "campaign", "created_at"),
+)
+
+delivery_attempts = Table(
+    "delivery_attempts",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("outbox_id", BigInteger, ForeignKey("outbox.id"), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("worker", String(100), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime()),
+    Column("outcome", String(16), nullable=False),  # sent | error | resend
+    Column("detail", Text),
+    Index(None, "outbox_id"),
+)
+
+#: In-app messages: "delivering" one is writing it here, for the product to read.
+in_app_messages = Table(
+    "in_app_messages",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("outbox_id", BigInteger, ForeignKey("outbox.id"), nullable=False, unique=True),
+    Column("account_id", String(64), nullable=False),
+    Column("profile_id", String(64)),
+    Column("user_id", String(200)),
+    Column("title", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # new | seen | dismissed
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("seen_at", UTCDateTime()),
+    Index(None, "user_id", "status"),
 )

@@ -108,9 +108,7 @@ class DecideSettings(_Strict):
     policies_dir: str = "policies"
     templates_dir: str = "templates"
     #: Consent when a customer has never said anything on a channel.
-    default_consent: dict[Channel, bool] = Field(
-        default_factory=lambda: {c: True for c in Channel}
-    )
+    default_consent: dict[Channel, bool] = Field(default_factory=lambda: {c: True for c in Channel})
     caps: list[FrequencyCap] = Field(
         default_factory=lambda: [
             FrequencyCap(channel=Channel.EMAIL, max=2, window="7d"),
@@ -174,7 +172,7 @@ class DeliverySettings(_Strict):
     #: ``/unsubscribe/{token}`` records the opt-out).
     public_url: str = "http://127.0.0.1:8000"
     #: Environment variable with the secret unsubscribe tokens are signed with.
-    unsubscribe_secret_env: str = "TENURE_UNSUBSCRIBE_SECRET"
+    unsubscribe_secret_env: str = "TENURE_UNSUBSCRIBE_SECRET"  # noqa: S105 (a variable name)
 
     @model_validator(mode="after")
     def _known_csm_webhook(self) -> DeliverySettings:

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from tenure import _cli_pipeline
+from tenure import _cli_decide, _cli_pipeline
 from tenure._cli_common import (
     JsonOption,
     ProjectOption,
@@ -29,6 +29,7 @@ from tenure._cli_common import (
     to_jsonable,
 )
 from tenure._cli_common import project as project_at
+from tenure._cli_decide import policies_app, review_app
 from tenure._cli_models import models_app
 from tenure.errors import TenureError
 
@@ -52,6 +53,8 @@ app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(db_app, name="db")
 app.add_typer(identity_app, name="identity")
 app.add_typer(models_app, name="models")
+app.add_typer(review_app, name="review")
+app.add_typer(policies_app, name="policies")
 
 
 @app.callback()
@@ -462,6 +465,8 @@ app.command("build")(_cli_pipeline.build)
 app.command("train")(_cli_pipeline.train)
 app.command("score")(_cli_pipeline.score)
 app.command("stages")(_cli_pipeline.stages)
+app.command("decide")(_cli_decide.decide)
+app.command("explain")(_cli_decide.explain)
 
 
 @app.command()

@@ -18,8 +18,11 @@ __all__ = [
     "ModelError",
     "NotFittedError",
     "NotFoundError",
+    "PolicyError",
     "ProjectNotFoundError",
+    "ReviewError",
     "StoreError",
+    "TemplateError",
     "TenureError",
 ]
 
@@ -105,3 +108,19 @@ class NotFittedError(ModelError, AttributeError):
     """
 
     hint = "call fit() first"
+
+
+class PolicyError(TenureError, ValueError):
+    """A policy file cannot be loaded: bad CEL, unknown variable, duplicate rule id."""
+
+    hint = "fix the policy file; `tenure policies list` shows what loaded"
+
+
+class TemplateError(TenureError, ValueError):
+    """A template cannot be loaded or rendered, e.g. it uses a variable that is not there."""
+
+    hint = "`tenure templates preview NAME --account ID` renders it against a real customer"
+
+
+class ReviewError(TenureError, ValueError):
+    """A review item cannot be approved or rejected in its current state."""

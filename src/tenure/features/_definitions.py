@@ -329,6 +329,14 @@ BUILTIN_FEATURES: tuple[FeatureDefinition, ...] = (
         reason="{value:.0f} unresolved urgent tickets",
     ),
     _f(
+        name="days_since_urgent_ticket",
+        aggregation="days_since_last",
+        events=["Ticket Created"],
+        where={"priority": ["urgent"]},
+        window="90d",
+        description="days since an urgent ticket was opened (90 when none in 90 days)",
+    ),
+    _f(
         name="ticket_sentiment_30d",
         aggregation="mean",
         events=["Ticket Created"],

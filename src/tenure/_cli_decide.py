@@ -1,0 +1,217 @@
+"""``tenure decide``, ``explain``, ``review …``, ``policies``: a shell over :mod:`tenure.decide`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from tenure._cli_common import JsonOption, ProjectOption, errors, out, print_json
+from tenure._cli_common import project as project_at
+
+__all__ = ["decide", "explain", "policies_app", "review_app"]
+
+review_app = typer.Typer(
+    help="The human-review queue: actions waiting for approval.", no_args_is_help=True
+)
+policies_app = typer.Typer(help="Policies and templates, and their versions.", no_args_is_help=True)
+
+ActorOption = Annotated[
+    str | None, typer.Option(help="Who decides (kept on the item and in the audit log).")
+]
+
+
+def _actor(actor: str | None) -> str:
+    if actor:
+        return actor
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return "cli"
+
+
+def _when(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value is not None else "—"
+
+
+def decide(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show who would get what, and write nothing.")
+    ] = False,
+    publish: Annotated[
+        bool,
+        typer.Option(help="First publish the warehouse's scores into the customer state."),
+    ] = True,
+    limit: Annotated[int, typer.Option(help="Decisions to list (0: none).")] = 20,
+    project_dir: ProjectOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Run one decision cycle: policies, arbitration and guardrails over every customer."""
+    from tenure.decide import decide as run_decide
+    from tenure.decide import publish_state
+
+    with errors(), project_at(project_dir) as opened:
+        at: dt.datetime = opened.clock()
+        published = publish_state(opened, as_of=at) if publish else None
+        report = run_decide(opened, now=at, dry_run=dry_run)
+    rows: list[dict[str, Any]] = [
+        {
+            "decision_id": d.id,
+            "account_id": d.account_id,
+            "status": d.status,
+            "rule": d.chosen.rule.key if d.chosen else None,
+            "channel": d.chosen.rule.rule.action.channel.value if d.chosen else None,
+            "to": (d.delivery[0] if d.delivery else None),
+            "why": d.explanation.splitlines()[0],
+            "guardrails": [c.as_dict() for c in d.checks],
+        }
+        for d in report.decisions
+    ]
+    summary = {
+        "cycle_id": report.cycle_id,
+        "dry_run": report.dry_run,
+        "already_decided": report.already_decided,
+        "published": published,
+        "customers": report.customers,
+        "by_status": report.by_status,
+        "by_rule": report.by_rule,
+        "seconds": round(report.seconds, 2),
+    }
+    if json_out:
+        print_json({**summary, "decisions": rows})
+        return
+    if report.already_decided:
+        out.print(f"cycle {report.cycle_id} was already decided; nothing new")
+        return
+    verb = "would decide" if dry_run else "decided"
+    out.print(
+        f"{verb} for {report.customers:,} customers in {report.seconds:.1f} s: "
+        + (", ".join(f"{n} {s}" for s, n in sorted(report.by_status.items())) or "no action"),
+        highlight=False,
+    )
+    if limit and rows:
+        table = Table("account", "status", "rule", "channel", "to", "guardrails")
+        for row in rows[:limit]:
+            said = ", ".join(
+                f"{g['guardrail']}:{g['verdict']}"
+                for g in row["guardrails"]
+                if g["verdict"] != "pass"
+            )
+            table.add_row(
+                row["account_id"], row["status"], row["rule"] or "—", row["channel"] or "—",
+                row["to"] or "—", said or "all pass",
+            )  # fmt: skip
+        out.print(table)
+
+
+def explain(
+    decision_id: Annotated[str, typer.Argument(help="A decision id (d_…).")],
+    project_dir: ProjectOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Explain one decision: rule, evidence, models, each guardrail's verdict, delivery."""
+    from tenure.decide import explain_decision, get_decision
+
+    with errors(), project_at(project_dir) as opened, opened.store.connect() as connection:
+        if json_out:
+            print_json(get_decision(connection, decision_id))
+            return
+        out.print(explain_decision(connection, decision_id), markup=False, highlight=False)
+
+
+@review_app.command("list")
+def review_list(
+    status: Annotated[str, typer.Option(help="pending, approved, rejected, expired or all.")] = (
+        "pending"
+    ),
+    project_dir: ProjectOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """List review items."""
+    from tenure.decide import list_reviews
+
+    with errors(), project_at(project_dir) as opened, opened.store.connect() as connection:
+        items = list_reviews(connection, status=None if status == "all" else status)
+    if json_out:
+        print_json(items)
+        return
+    table = Table("id", "account", "rule", "channel", "reason", "status", "expires")
+    for item in items:
+        table.add_row(
+            str(item["id"]), item["account_id"], f"{item['policy']}/{item['rule_id']}",
+            item["channel"], item["reason"], item["status"], _when(item["expires_at"]),
+        )  # fmt: skip
+    out.print(table)
+    if not items:
+        out.print(f"no {status} review items")
+
+
+@review_app.command("approve")
+def review_approve(
+    review_id: Annotated[int, typer.Argument(help="Review item id.")],
+    note: Annotated[str, typer.Option(help="Why.")] = "",
+    actor: ActorOption = None,
+    project_dir: ProjectOption = None,
+) -> None:
+    """Approve: the guardrails run again now, and the action is queued."""
+    from tenure.decide import approve
+
+    with errors(), project_at(project_dir) as opened:
+        status = approve(opened, review_id, actor=_actor(actor), note=note)
+    out.print(f"review item {review_id} approved; the action is {status}")
+
+
+@review_app.command("reject")
+def review_reject(
+    review_id: Annotated[int, typer.Argument(help="Review item id.")],
+    note: Annotated[str, typer.Option(help="Why.")] = "",
+    actor: ActorOption = None,
+    project_dir: ProjectOption = None,
+) -> None:
+    """Reject: nothing is sent."""
+    from tenure.decide import reject
+
+    with errors(), project_at(project_dir) as opened:
+        reject(opened, review_id, actor=_actor(actor), note=note)
+    out.print(f"review item {review_id} rejected; nothing will be sent")
+
+
+@policies_app.command("list")
+def policies_list(project_dir: ProjectOption = None, json_out: JsonOption = False) -> None:
+    """The policies and templates in the project, and their stored versions."""
+    from tenure.decide import load_policies, load_templates, versions
+
+    with errors(), project_at(project_dir) as opened:
+        settings = opened.config.decide
+        loaded = load_policies(opened.root / settings.policies_dir)
+        templates = load_templates(opened.root / settings.templates_dir)
+        with opened.store.connect() as connection:
+            stored = versions(connection, "policy") + versions(connection, "template")
+    rules: list[dict[str, Any]] = [
+        {
+            "policy": r.policy,
+            "rule": r.rule.id,
+            "priority": r.rule.priority,
+            "when": r.rule.when,
+            "channel": r.rule.action.channel.value,
+            "template": r.rule.action.template,
+        }
+        for r in loaded.rules
+    ]
+    if json_out:
+        print_json({"rules": rules, "templates": sorted(templates.templates), "versions": stored})
+        return
+    table = Table("policy", "rule", "priority", "channel", "template", "when")
+    for r in rules:
+        table.add_row(
+            r["policy"], r["rule"], str(r["priority"]), r["channel"], r["template"], r["when"]
+        )
+    out.print(table)
+    latest: dict[tuple[str, str], Any] = {}
+    for v in stored:
+        latest[(str(v["kind"]), str(v["name"]))] = v
+    for (kind, name), v in sorted(latest.items()):
+        out.print(f"{kind} {name}: version {v['version']} ({_when(v['created_at'])})")

@@ -1,0 +1,375 @@
+"""One decision cycle: load policies and state, decide, render, log and queue — in one transaction.
+
+The transaction holds the decide lock from its first statement (see
+:func:`tenure.decide._guardrails.decide_lock`), so what the guardrails counted
+is still true when the actions land in the outbox. Decisions of one cycle have
+ids derived from the cycle id and the account, so running the same cycle
+again adds nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import functools
+import hashlib
+import os
+import secrets
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from sqlalchemy import Connection, func, insert, select
+
+from tenure._config_decide import Channel
+from tenure.decide._engine import Decider, Decision, Prepare
+from tenure.decide._guardrails import Guardrails, Ledger, Verdict, decide_lock
+from tenure.decide._policy import CompiledRule, PolicySet, load_policies
+from tenure.decide._state import Contact, CustomerState, load_states
+from tenure.decide._templates import TemplateSet, load_templates
+from tenure.decide._versions import ensure_version
+from tenure.errors import TemplateError
+from tenure.govern.consent import unsubscribe_token
+from tenure.store._tables import decisions, outbox, review_queue
+
+if TYPE_CHECKING:
+    from tenure.project import Project
+
+__all__ = ["CycleReport", "decide", "preparer", "render_action", "unsubscribe_secret"]
+
+_ACTED = ("queued", "deferred", "review")
+
+
+@dataclass(frozen=True, slots=True)
+class CycleReport:
+    cycle_id: str
+    at: dt.datetime
+    dry_run: bool
+    customers: int
+    decisions: tuple[Decision, ...]
+    by_status: dict[str, int] = field(default_factory=dict)
+    by_rule: dict[str, int] = field(default_factory=dict)
+    already_decided: bool = False
+    seconds: float = 0.0
+
+
+def unsubscribe_secret(project: Project) -> bytes:
+    """The secret from the configured environment variable, else the project's own key file."""
+    name = project.config.delivery.unsubscribe_secret_env
+    value = os.environ.get(name)
+    if value:
+        return value.encode()
+    path = project.root / ".tenure" / "unsubscribe.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip().encode()
+
+
+def _variables(
+    decision_id: str, rule: CompiledRule, state: CustomerState, contact: Contact | None,
+    unsubscribe_url: str | None,
+) -> dict[str, Any]:  # fmt: skip
+    return {
+        "account": {
+            "id": state.account_id,
+            "name": state.name or state.account_id,
+            "traits": state.traits,
+            "value": state.value,
+            "stage": state.stage,
+        },
+        "contact": contact.as_dict() if contact is not None else {},
+        "scores": state.scores,
+        "features": state.features,
+        "health": state.health,
+        "stage": state.stage,
+        "reasons": [str(r.get("text")) for r in state.reasons if r.get("text")],
+        "decision": {"id": decision_id, "rule": rule.key, "policy": rule.policy},
+        **({"unsubscribe_url": unsubscribe_url} if unsubscribe_url else {}),
+    }
+
+
+def render_action(
+    decision_id: str,
+    rule: CompiledRule,
+    state: CustomerState,
+    contact: Contact | None,
+    *,
+    templates: TemplateSet,
+    public_url: str,
+    secret: bytes,
+    csm_target: str | None,
+) -> tuple[str, dict[str, Any]]:
+    """The recipient and outbox payload of *rule*'s action; TemplateError if it cannot."""
+    action = rule.rule.action
+    template = templates.get(action.template)
+    if template.channel is not action.channel:
+        raise TemplateError(
+            f"template {template.name!r} is for {template.channel}, the action is {action.channel}"
+        )
+    identifiers = list(contact.identifiers) if contact is not None else []
+    url = None
+    if action.channel is Channel.EMAIL:
+        assert contact is not None
+        assert contact.email
+        token = unsubscribe_token(f"email:{contact.email}", "email", secret)
+        url = f"{public_url.rstrip('/')}/unsubscribe/{token}"
+    parts = template.render(_variables(decision_id, rule, state, contact, url)).parts
+    if action.channel is Channel.EMAIL:
+        assert contact is not None
+        assert contact.email
+        payload = {"to": contact.email, **parts, "unsubscribe_url": url}
+        payload.setdefault("html", None)
+        recipient = contact.email
+    elif action.channel is Channel.IN_APP:
+        assert contact is not None
+        payload = {"user_id": contact.user_id, **parts}
+        recipient = contact.user_id or contact.profile_id
+    elif action.channel is Channel.WEBHOOK:
+        payload = {"target": action.target, "body": parts["body"]}
+        recipient = str(action.target)
+    else:
+        payload = {"body": parts["body"]}
+        recipient = csm_target or "csm"
+    payload["consent_identifiers"] = identifiers
+    return recipient, payload
+
+
+def preparer(project: Project, templates: TemplateSet) -> Prepare:
+    """render_action bound to the project's delivery settings and unsubscribe secret."""
+    delivery = project.config.delivery
+    return functools.partial(
+        render_action,
+        templates=templates,
+        public_url=delivery.public_url,
+        secret=unsubscribe_secret(project),
+        csm_target=delivery.csm_task_webhook,
+    )
+
+
+def _history(
+    connection: Connection, now: dt.datetime, policies: PolicySet
+) -> tuple[dict[str, dict[str, dt.datetime]], set[str]]:
+    """When each rule last acted on each account (within its cool-down), and accounts in review."""
+    longest = max((r.cooldown for r in policies.rules if r.cooldown), default=None)
+    fired: dict[str, dict[str, dt.datetime]] = defaultdict(dict)
+    if longest is not None:
+        rows = connection.execute(
+            select(
+                decisions.c.account_id,
+                decisions.c.policy,
+                decisions.c.rule_id,
+                func.max(decisions.c.decided_at).label("at"),
+            )
+            .where(decisions.c.status.in_(_ACTED) & (decisions.c.decided_at > now - longest))
+            .group_by(decisions.c.account_id, decisions.c.policy, decisions.c.rule_id)
+        )
+        for row in rows:
+            fired[row.account_id][f"{row.policy}/{row.rule_id}"] = row.at
+    pending = connection.execute(
+        select(decisions.c.account_id)
+        .join(review_queue, review_queue.c.decision_id == decisions.c.id)
+        .where(review_queue.c.status == "pending")
+    )
+    return dict(fired), {row.account_id for row in pending}
+
+
+def _decision_row(
+    decision: Decision, path: str, versions: dict[str, int], templates: dict[str, int]
+) -> dict[str, Any]:
+    chosen = decision.chosen
+    action: dict[str, Any] = {}
+    if chosen is not None:
+        action = chosen.rule.rule.action.model_dump(mode="json")
+        action["template_version"] = templates.get(action["template"])
+    state = decision.state
+    return {
+        "id": decision.id,
+        "cycle_id": decision.cycle_id,
+        "path": path,
+        "account_id": decision.account_id,
+        "profile_id": decision.contact.profile_id if decision.contact else None,
+        "decided_at": decision.decided_at,
+        "status": decision.status,
+        "policy": chosen.rule.policy if chosen else None,
+        "policy_version": versions.get(chosen.rule.policy) if chosen else None,
+        "rule_id": chosen.rule.rule.id if chosen else None,
+        "channel": chosen.rule.rule.action.channel.value if chosen else None,
+        "campaign": chosen.rule.rule.action.campaign if chosen else None,
+        "action": orjson.dumps(action).decode(),
+        "value": chosen.value if chosen else None,
+        "models": orjson.dumps(state.models).decode(),
+        "scores": orjson.dumps({**state.scores, "health": state.health}).decode(),
+        "features": orjson.dumps(state.features).decode(),
+        "features_hash": state.features_hash,
+        "as_of": state.as_of,
+        "candidates": orjson.dumps([c.as_dict() for c in decision.candidates]).decode(),
+        "guardrails": orjson.dumps([c.as_dict() for c in decision.checks]).decode(),
+        "experiment": None,
+        "explanation": decision.explanation,
+    }
+
+
+def decide(
+    project: Project,
+    *,
+    now: dt.datetime | None = None,
+    dry_run: bool = False,
+    path: str = "batch",
+    accounts: list[str] | None = None,
+    actor: str = "tenure",
+) -> CycleReport:
+    """Run one decision cycle at *now* (the project's clock by default)."""
+    started = time.perf_counter()
+    at = now or project.clock()
+    settings = project.config.decide
+    policies = load_policies(_dir(project, settings.policies_dir))
+    templates = load_templates(_dir(project, settings.templates_dir))
+    cycle_id = "c_" + hashlib.sha256(f"{path}\x1f{at.isoformat()}".encode()).hexdigest()[:16]
+    decider = Decider(policies, Guardrails(settings), preparer(project, templates))
+    with project.store.connect() as connection:
+        try:
+            report = _run(
+                connection,
+                project,
+                decider,
+                templates,
+                policies,
+                cycle_id,
+                at,
+                dry_run=dry_run,
+                path=path,
+                accounts=accounts,
+                actor=actor,
+            )
+        except BaseException:
+            connection.rollback()
+            raise
+        if dry_run or report.already_decided:
+            connection.rollback()
+        else:
+            connection.commit()
+    return dataclasses.replace(report, seconds=time.perf_counter() - started)
+
+
+def _run(
+    connection: Connection,
+    project: Project,
+    decider: Decider,
+    templates: TemplateSet,
+    policies: PolicySet,
+    cycle_id: str,
+    at: dt.datetime,
+    *,
+    dry_run: bool,
+    path: str,
+    accounts: list[str] | None,
+    actor: str,
+) -> CycleReport:
+    settings = project.config.decide
+    made: list[Decision] = []
+    if not dry_run:
+        decide_lock(connection)
+        seen = connection.execute(
+            select(func.count()).select_from(decisions).where(decisions.c.cycle_id == cycle_id)
+        ).scalar_one()
+        if seen:
+            return CycleReport(cycle_id, at, dry_run, 0, (), already_decided=True)
+    policy_versions = {
+        name: ensure_version(connection, "policy", name, text, at=at, actor=actor)
+        for name, text in policies.sources.items()
+    }
+    template_versions = {
+        name: ensure_version(connection, "template", name, t.source, at=at, actor=actor)
+        for name, t in templates.templates.items()
+    }
+    ledger = Ledger.load(connection, settings, at)
+    fired, in_review = _history(connection, at, policies)
+    states: list[CustomerState] = load_states(connection, accounts)
+    decision_rows: list[dict[str, Any]] = []
+    outbox_rows: list[dict[str, Any]] = []
+    review_rows: list[dict[str, Any]] = []
+    expires = at + _duration(settings.review.expires_after)
+    for state in states:
+        decision = decider.decide(
+            ledger,
+            state,
+            cycle_id=cycle_id,
+            last_fired=fired.get(state.account_id, {}),
+            busy=state.account_id in in_review,
+        )
+        if decision is None:
+            continue
+        if decision.delivery is not None:
+            recipient, payload = decision.delivery
+            outbox_rows.append(_outbox_row(decision, recipient, payload, template_versions))
+        if decision.status == "review":
+            review = next(c for c in decision.checks if c.verdict is Verdict.REVIEW)
+            review_rows.append(
+                {
+                    "decision_id": decision.id,
+                    "reason": review.detail,
+                    "status": "pending",
+                    "requested_at": at,
+                    "expires_at": expires,
+                }
+            )
+        made.append(decision)
+        decision_rows.append(_decision_row(decision, path, policy_versions, template_versions))
+    if not dry_run:
+        for table, rows in (
+            (decisions, decision_rows),
+            (outbox, outbox_rows),
+            (review_queue, review_rows),
+        ):
+            for start in range(0, len(rows), 2000):
+                connection.execute(insert(table), rows[start : start + 2000])
+    return CycleReport(
+        cycle_id=cycle_id,
+        at=at,
+        dry_run=dry_run,
+        customers=len(states),
+        decisions=tuple(made),
+        by_status=dict(Counter(d.status for d in made)),
+        by_rule=dict(Counter(d.chosen.rule.key for d in made if d.chosen is not None)),
+    )
+
+
+def _outbox_row(
+    decision: Decision, recipient: str, payload: dict[str, Any], template_versions: dict[str, int]
+) -> dict[str, Any]:
+    assert decision.chosen is not None
+    action = decision.chosen.rule.rule.action
+    return {
+        "idempotency_key": "a_" + decision.id.removeprefix("d_"),
+        "decision_id": decision.id,
+        "account_id": decision.account_id,
+        "profile_id": decision.contact.profile_id if decision.contact else None,
+        "channel": action.channel.value,
+        "recipient": recipient,
+        "campaign": action.campaign,
+        "cost": action.cost,
+        "template": action.template,
+        "template_version": template_versions.get(action.template),
+        "payload": orjson.dumps(payload).decode(),
+        "status": "queued",
+        "attempts": 0,
+        "resends": 0,
+        "not_before": decision.not_before,
+        "created_at": decision.decided_at,
+    }
+
+
+def _duration(text: str) -> dt.timedelta:
+    from tenure._config_decide import parse_duration
+
+    return parse_duration(text)
+
+
+def _dir(project: Project, name: str) -> Path:
+    path = Path(name)
+    return path if path.is_absolute() else project.root / path

@@ -1,0 +1,283 @@
+"""Policies: versioned YAML files of rules whose conditions are CEL.
+
+A policy file (``policies/<name>.yaml``)::
+
+    name: retention
+    description: Save accounts at risk before renewal
+    rules:
+      - id: renewal_save_call
+        when: stage == "renewal" && scores.churn_probability >= 0.4
+        stages: [renewal]            # eligibility (optional): only these stages
+        action: {channel: csm_task, template: renewal_call, campaign: renewal-save, cost: 40}
+        priority: 90
+        cooldown: 30d                # not again for the same account within 30 days
+
+Conditions see ``scores``, ``health``, ``features``, ``stage``, ``traits``,
+``account`` and ``uplift`` (maps; see :mod:`tenure.decide._state`). They are
+CEL — a side-effect-free language with no access to Python — compiled once
+per rule when the file loads. A field that is missing for a customer (e.g. a
+feature without data) makes that rule's condition an error for that customer:
+the rule does not fire and the decision log says why; write
+``has(features.nps_last) && features.nps_last < 7`` to test for it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cel
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from tenure._config_decide import Channel, parse_duration
+from tenure.errors import ConfigError, ConfigProblem, PolicyError
+
+__all__ = [
+    "CONTEXT_VARIABLES",
+    "Action",
+    "CompiledRule",
+    "Policy",
+    "PolicySet",
+    "Rule",
+    "load_policies",
+]
+
+#: The variables a condition may use; each is a map except ``stage``.
+CONTEXT_VARIABLES = ("scores", "health", "features", "stage", "traits", "account", "uplift")
+_MAP_VARIABLES = frozenset(CONTEXT_VARIABLES) - {"stage"}
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
+#: CEL macros and methods: ``features.exists(…)`` is not a field called "exists".
+_NOT_FIELDS = frozenset({"all", "exists", "exists_one", "map", "filter", "size"})
+_STRING = re.compile(r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'")
+
+
+class Action(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    channel: Channel
+    template: str
+    campaign: str | None = None
+    cost: float = Field(default=0.0, ge=0)
+    #: A discount offered (0.2 = 20 %); above ``decide.review.max_discount`` it is reviewed.
+    discount: float = Field(default=0.0, ge=0, le=1)
+    #: What kind of treatment this is, for uplift estimates (default: the channel).
+    type: str | None = None
+    #: The webhook target (a key of ``delivery.webhooks``) of a webhook action.
+    target: str | None = None
+
+    @model_validator(mode="after")
+    def _webhook_target(self) -> Action:
+        if self.channel is Channel.WEBHOOK and not self.target:
+            raise ValueError("a webhook action needs a target (a key of delivery.webhooks)")
+        return self
+
+    @property
+    def treatment(self) -> str:
+        return self.type or self.channel.value
+
+
+class Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    when: str
+    action: Action
+    priority: int = 0
+    stages: list[str] | None = None
+    cooldown: str | None = None
+    description: str = ""
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(f"lower-case letters, digits, _ and - (got {value!r})")
+        return value
+
+    @field_validator("cooldown")
+    @classmethod
+    def _cooldown(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+
+class Policy(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    description: str = ""
+    rules: list[Rule] = Field(min_length=1)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(f"lower-case letters, digits, _ and - (got {value!r})")
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRule:
+    policy: str
+    rule: Rule
+    program: Any  # cel.Program
+    cooldown: dt.timedelta | None
+    #: Per map variable, the fields the condition reads (None: the whole map).
+    fields: dict[str, frozenset[str] | None]
+
+    @property
+    def key(self) -> str:
+        return f"{self.policy}/{self.rule.id}"
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySet:
+    """Every loaded policy, its source text and hash, and its rules compiled once."""
+
+    policies: dict[str, Policy]
+    sources: dict[str, str]
+    rules: tuple[CompiledRule, ...]
+    #: All conditions as one CEL list: one evaluation per customer instead of one per rule.
+    combined: Any = None
+    fields: dict[str, frozenset[str] | None] = field(default_factory=dict)
+
+    def content_hash(self, name: str) -> str:
+        return hashlib.sha256(self.sources[name].encode()).hexdigest()
+
+    def context(self, full: Mapping[str, Any]) -> dict[str, Any]:
+        """*full* narrowed to what the conditions read (CEL converts every value passed)."""
+        narrowed: dict[str, Any] = {}
+        for name, wanted in self.fields.items():
+            value = full.get(name)
+            if value is None:
+                continue
+            if wanted is None or not isinstance(value, Mapping):
+                narrowed[name] = value
+            else:
+                narrowed[name] = {k: value[k] for k in wanted if k in value}
+        return narrowed
+
+
+def _fields(source: str) -> dict[str, frozenset[str] | None]:
+    """Which fields of each context variable *source* reads, where that is plain."""
+    text = _STRING.sub('""', source)
+    found: dict[str, frozenset[str] | None] = {}
+    for variable in CONTEXT_VARIABLES:
+        uses = list(re.finditer(rf"(?<![\w.]){variable}\b", text))
+        if not uses:
+            continue
+        if variable not in _MAP_VARIABLES:
+            found[variable] = None
+            continue
+        names: set[str] = set()
+        plain = True
+        for use in uses:
+            after = re.match(r"\s*\.\s*([A-Za-z_]\w*)", text[use.end() :])
+            if after is None or after.group(1) in _NOT_FIELDS:
+                plain = False
+                break
+            names.add(after.group(1))
+        found[variable] = frozenset(names) if plain else None
+    return found
+
+
+def _merge_fields(
+    parts: Iterable[dict[str, frozenset[str] | None]],
+) -> dict[str, frozenset[str] | None]:
+    merged: dict[str, frozenset[str] | None] = {}
+    for part in parts:
+        for variable, names in part.items():
+            if variable in merged and merged[variable] is None:
+                continue
+            if names is None:
+                merged[variable] = None
+            else:
+                merged[variable] = (merged.get(variable) or frozenset()) | names
+    return merged
+
+
+def _compile(where: str, source: str) -> Any:
+    try:
+        program = cel.compile(source)
+    except ValueError as error:
+        raise PolicyError(f"{where}: the condition is not valid CEL: {error}") from None
+    unknown = sorted(set(program.variables()) - set(CONTEXT_VARIABLES))
+    if unknown:
+        raise PolicyError(
+            f"{where}: unknown variable {', '.join(map(repr, unknown))} in {source!r}; "
+            f"conditions see {', '.join(CONTEXT_VARIABLES)}"
+        )
+    return program
+
+
+def parse_policy(text: str, *, source: str) -> Policy:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(
+            source, [ConfigProblem("(file)", f"valid YAML ({error})", None)]
+        ) from None
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as error:
+        problems = [
+            ConfigProblem(".".join(str(p) for p in item["loc"]) or "(top level)", item["msg"],
+                          item.get("input"))
+            for item in error.errors()
+        ]  # fmt: skip
+        raise ConfigError(source, problems) from None
+
+
+def load_policies(directory: Path) -> PolicySet:
+    """Every ``*.yaml`` in *directory*, validated and compiled; errors name file and key."""
+    policies: dict[str, Policy] = {}
+    sources: dict[str, str] = {}
+    files = sorted(directory.glob("*.yaml")) + sorted(directory.glob("*.yml"))
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        policy = parse_policy(text, source=str(path))
+        if policy.name in policies:
+            raise PolicyError(f"{path}: a second policy named {policy.name!r}")
+        policies[policy.name] = policy
+        sources[policy.name] = text
+    compiled: list[CompiledRule] = []
+    for name, policy in policies.items():
+        seen: set[str] = set()
+        for rule in policy.rules:
+            if rule.id in seen:
+                raise PolicyError(f"policy {name!r}: two rules with id {rule.id!r}")
+            seen.add(rule.id)
+            where = f"policy {name!r}, rule {rule.id!r}"
+            compiled.append(
+                CompiledRule(
+                    policy=name,
+                    rule=rule,
+                    program=_compile(where, rule.when),
+                    cooldown=parse_duration(rule.cooldown) if rule.cooldown else None,
+                    fields=_fields(rule.when),
+                )
+            )
+    combined = None
+    if compiled:
+        combined = cel.compile("[" + ", ".join(f"({r.rule.when})" for r in compiled) + "]")
+    return PolicySet(
+        policies=policies,
+        sources=sources,
+        rules=tuple(compiled),
+        combined=combined,
+        fields=_merge_fields(r.fields for r in compiled),
+    )

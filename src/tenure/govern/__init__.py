@@ -1,0 +1,1 @@
+"""Governance: consent (and, later, auth, roles, erasure and pseudonymization)."""

@@ -1,0 +1,276 @@
+"""Policies, arbitration, guardrails, review and the decision log, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from tenure.decide import (
+    approve,
+    decide,
+    explain_decision,
+    get_decision,
+    list_reviews,
+    load_policies,
+    reject,
+)
+from tenure.errors import ConfigError, PolicyError, ReviewError
+from tenure.govern.consent import ConsentReason, record_consent, verify_unsubscribe_token
+from tenure.project import Project
+from tenure.store._tables import decisions, policy_versions
+from tests.conftest import make_project
+from tests.decide._world import NOON, POLICY, customer, publish, queued, write, write_policy_files
+
+
+@pytest.fixture
+def world(tmp_path: Path, store_url: str) -> Iterator[Project]:
+    project = make_project(tmp_path / "proj", store_url, clock=lambda: NOON)
+    write_policy_files(project)
+    yield project
+    project.close()
+
+
+def _by_account(project: Project) -> dict[str, dict[str, object]]:
+    return {row["account_id"]: row for row in queued(project)}
+
+
+# ------------------------------------------------------------------ policies
+def test_bad_policies_name_the_file_rule_and_problem(tmp_path: Path) -> None:
+    write(tmp_path / "p" / "a.yaml", POLICY.replace('stage == "renewal"', 'stage == "renewal" &&'))
+    with pytest.raises(PolicyError, match=r"rule 'renewal-call': the condition is not valid CEL"):
+        load_policies(tmp_path / "p")
+    write(tmp_path / "q" / "a.yaml", POLICY.replace("stage ==", "plan =="))
+    with pytest.raises(PolicyError, match=r"unknown variable 'plan'.*conditions see scores"):
+        load_policies(tmp_path / "q")
+    write(tmp_path / "r" / "a.yaml", POLICY.replace("channel: csm_task", "channel: fax"))
+    with pytest.raises(ConfigError) as caught:
+        load_policies(tmp_path / "r")
+    assert "rules.0.action.channel" in str(caught.value)
+    assert str(tmp_path / "r" / "a.yaml") in str(caught.value)
+
+
+def test_conditions_read_only_the_fields_they_name() -> None:
+    from tenure.decide._policy import _fields
+
+    assert _fields('scores.churn_probability > 0.5 && stage == "x"') == {
+        "scores": frozenset({"churn_probability"}),
+        "stage": None,
+    }
+    # a macro over the map needs all of it; a field named in a string is not a use
+    assert _fields("features.exists(k, k == 'scores.x')") == {"features": None}
+
+
+# ------------------------------------------------------------------ decisions
+def test_one_action_per_customer_chosen_by_priority_and_logged(world: Project) -> None:
+    publish(
+        world,
+        [
+            customer(1, churn=0.6, stage="renewal"),  # renewal call (90) beats tips (50)
+            customer(2, logins=2),  # tips email
+            customer(3),  # nothing matches
+        ],
+    )
+    report = decide(world)
+    assert report.by_status == {"queued": 2}
+    assert report.by_rule == {"retention/renewal-call": 1, "retention/tips-email": 1}
+    sent = _by_account(world)
+    assert sent["a_0001"]["channel"] == "csm_task"
+    task = json.loads(str(sent["a_0001"]["payload"]))
+    assert task["body"]["title"] == "Call Account 1 before renewal"
+    assert task["body"]["churn_risk"] == "60 %"
+    email = json.loads(str(sent["a_0002"]["payload"]))
+    assert email["to"] == "owner2@acct2.example"
+    assert email["subject"] == "Three things Account 2 has not tried yet"
+    # the unsubscribe link in the body is the one in the payload, and it verifies
+    assert email["unsubscribe_url"] in email["text"]
+    token = email["unsubscribe_url"].rsplit("/", 1)[1]
+    from tenure.decide import unsubscribe_secret
+
+    assert verify_unsubscribe_token(token, unsubscribe_secret(world)) == (
+        "email:owner2@acct2.example",
+        "email",
+    )
+    with world.store.connect() as connection:
+        logged = get_decision(connection, str(sent["a_0002"]["decision_id"]))
+    assert logged["policy"] == "retention"
+    assert logged["policy_version"] == 1
+    assert logged["rule_id"] == "tips-email"
+    assert logged["models"] == {"churn": "churn v1"}
+    assert logged["features"] == {"logins_30d": 2.0}
+    assert [g["guardrail"] for g in logged["guardrails"]] == [
+        "consent",
+        "urgent_ticket",
+        "frequency_cap",
+        "budget",
+        "quiet_hours",
+        "review",
+    ]
+    assert {c["rule"] for c in logged["candidates"]} == {
+        "retention/tips-email",
+        "retention/tips-in-app",
+    }
+
+
+def test_the_same_cycle_twice_adds_nothing_and_cooldowns_hold(world: Project) -> None:
+    publish(world, [customer(2, logins=2)])
+    decide(world)
+    again = decide(world)
+    assert again.already_decided
+    assert len(queued(world)) == 1
+    # a day later tips-email is cooling down (7d), so the in-app rule takes its turn
+    later = decide(world, now=NOON + dt.timedelta(days=1))
+    assert later.by_rule == {"retention/tips-in-app": 1}
+
+
+def test_consent_withdrawn_falls_through_to_the_next_channel(world: Project) -> None:
+    publish(world, [customer(2, logins=2)])
+    with world.store.begin() as connection:
+        record_consent(connection, "email:owner2@acct2.example", "email", granted=False,
+                       reason=ConsentReason.UNSUBSCRIBE, source="test", at=NOON)  # fmt: skip
+    report = decide(world)
+    [decision] = report.decisions
+    assert decision.chosen is not None
+    assert decision.chosen.rule.key == "retention/tips-in-app"
+    blocked = decision.candidates[0]
+    assert blocked.outcome == "blocked"
+    assert blocked.checks[0].detail == "email:owner2@acct2.example withdrew email"
+    assert "blocked by consent: email:owner2@acct2.example withdrew email" in decision.explanation
+
+
+def test_erasure_blocks_every_channel(world: Project) -> None:
+    publish(world, [customer(2, logins=2)])
+    with world.store.begin() as connection:
+        record_consent(connection, "user_id:u2", "all", granted=False,
+                       reason=ConsentReason.ERASURE, source="test", at=NOON)  # fmt: skip
+    report = decide(world)
+    assert report.by_status == {"blocked": 1}
+    assert queued(world) == []
+
+
+def test_frequency_cap_counts_earlier_sends(world: Project) -> None:
+    publish(world, [customer(2, logins=2)])
+    for day in (0, 1, 2, 3):  # email cap 2 per 7 days; tips-email cools down for 7 days
+        decide(world, now=NOON + dt.timedelta(days=day))
+    channels = [row["channel"] for row in queued(world)]
+    # day 0 email, days 1-3 in-app (email cooling down); 4 in 7 days overall is the cap
+    assert channels == ["email", "in_app", "in_app", "in_app"]
+    fifth = decide(world, now=NOON + dt.timedelta(days=4))
+    assert fifth.by_status == {"blocked": 1}
+    [decision] = fifth.decisions
+    details = [c.checks[-1].detail for c in decision.candidates]
+    assert "4 of 4 on all channels in 7d" in details or "3 of 3 on in_app in 7d" in details
+
+
+def test_budget_cap_stops_a_campaign(world: Project, tmp_path: Path) -> None:
+    text = (world.root / "tenure.yaml").read_text()
+    (world.root / "tenure.yaml").write_text(
+        text.replace("  budgets: {}", "  budgets: {save: {budget: 100, period: 30d}}")
+    )
+    project = Project.open(world.root, clock=lambda: NOON)
+    publish(project, [customer(n, churn=0.6, stage="renewal") for n in range(1, 5)])
+    report = decide(project)
+    # 40 each: two fit in 100, the third would make 120
+    assert report.by_rule == {"retention/renewal-call": 2}
+    blocked = [d for d in report.decisions if d.status == "blocked"]
+    assert len(blocked) == 2
+    assert "campaign save: 80.00 spent + 40.00 > 100.00 per 30d" in blocked[0].explanation
+    project.close()
+
+
+def test_quiet_hours_defer_to_the_morning_in_the_customers_zone(world: Project) -> None:
+    publish(world, [customer(2, logins=2, timezone="Asia/Tokyo")])  # 21:00 in Tokyo
+    report = decide(world)
+    assert report.by_status == {"deferred": 1}
+    [row] = queued(world)
+    assert row["not_before"] == dt.datetime(2024, 6, 1, 23, 0, tzinfo=dt.UTC)  # 08:00 JST
+
+
+def test_recent_urgent_ticket_suppresses_messages_but_not_the_csm(world: Project) -> None:
+    publish(
+        world,
+        [
+            customer(1, churn=0.6, stage="renewal", logins=2, urgent_days=2),
+            customer(2, logins=2, urgent_days=2),
+        ],
+    )
+    report = decide(world)
+    statuses = {d.account_id: d.status for d in report.decisions}
+    assert statuses == {"a_0001": "queued", "a_0002": "blocked"}
+    assert _by_account(world)["a_0001"]["channel"] == "csm_task"
+
+
+def test_discount_goes_to_review_then_approve_queues_it(world: Project) -> None:
+    publish(world, [customer(5, churn=0.9, nps=2)])
+    report = decide(world)
+    assert report.by_status == {"review": 1}
+    assert queued(world) == []
+    with world.store.connect() as connection:
+        [item] = list_reviews(connection)
+    assert item["reason"] == "discount 25% is above 15%"
+    later = NOON + dt.timedelta(hours=2)
+    assert approve(world, item["id"], actor="maria", now=later) == "queued"
+    [row] = queued(world)
+    assert json.loads(row["payload"])["subject"] == "Dee, 25 % off your renewal"
+    with pytest.raises(ReviewError, match="already approved"):
+        reject(world, item["id"], actor="maria", now=later)
+    with world.store.connect() as connection:
+        text = explain_decision(connection, str(item["decision_id"]))
+    assert "Review: approved by maria at 2024-06-01 14:00." in text
+    assert "Delivery" in text
+
+
+def test_reviews_expire_and_a_rejected_one_sends_nothing(world: Project) -> None:
+    publish(world, [customer(5, churn=0.9, nps=2), customer(6, churn=0.9, nps=2)])
+    decide(world)
+    with world.store.connect() as connection:
+        first, second = list_reviews(connection)
+    reject(world, first["id"], actor="maria", note="not this quarter")
+    with pytest.raises(ReviewError, match="expired"):
+        approve(world, second["id"], actor="maria", now=NOON + dt.timedelta(days=4))
+    assert queued(world) == []
+    with world.store.connect() as connection:
+        states = dict(connection.execute(select(decisions.c.account_id, decisions.c.status)).all())
+    assert states == {"a_0005": "rejected", "a_0006": "expired"}
+
+
+def test_missing_template_variable_blocks_instead_of_sending_a_blank(world: Project) -> None:
+    write(
+        world.root / "templates" / "tips.yaml",
+        "channel: email\nsubject: Hi {{ contact.nickname }}\ntext: hello\n",
+    )
+    publish(world, [customer(2, logins=2)])
+    report = decide(world)
+    [decision] = report.decisions
+    assert decision.chosen is not None
+    assert decision.chosen.rule.key == "retention/tips-in-app"  # the email could not render
+    assert "'dict object' has no attribute 'nickname'" in decision.explanation
+    assert [row["channel"] for row in queued(world)] == ["in_app"]
+
+
+def test_editing_a_policy_makes_a_new_version(world: Project) -> None:
+    publish(world, [customer(2, logins=2)])
+    decide(world)
+    write(world.root / "policies" / "retention.yaml", POLICY.replace("priority: 50", "priority: 55"))
+    decide(world, now=NOON + dt.timedelta(days=8))
+    with world.store.connect() as connection:
+        found = connection.execute(
+            select(policy_versions.c.version).where(policy_versions.c.kind == "policy")
+        ).all()
+        logged = connection.execute(select(decisions.c.policy_version)).scalars().all()
+    assert sorted(v for (v,) in found) == [1, 2]
+    assert sorted(logged) == [1, 2]
+
+
+def test_dry_run_writes_nothing(world: Project) -> None:
+    publish(world, [customer(1, churn=0.6, stage="renewal"), customer(2, logins=2)])
+    report = decide(world, dry_run=True)
+    assert report.by_status == {"queued": 2}
+    assert queued(world) == []
+    with world.store.connect() as connection:
+        assert connection.execute(select(decisions)).all() == []
+        assert connection.execute(select(policy_versions)).all() == []

@@ -59,12 +59,13 @@ def test_init_then_status_json(tmp_path: Path) -> None:
     status = json.loads(out)
     assert status["store_revision"] == "0003"
     assert status["store_tables"] == {
-        "audit_log": 0,
-        "ingest_runs": 0,
-        "model_events": 0,
-        "model_versions": 0,
-        "quarantine": 0,
-    }
+        name: 0
+        for name in (
+            "audit_log", "consent", "customer_state", "decisions", "delivery_attempts",
+            "in_app_messages", "ingest_runs", "model_events", "model_versions", "outbox",
+            "policy_versions", "quarantine", "review_queue",
+        )
+    }  # fmt: skip
     assert status["last_ingest"] is None
     assert (status["lake_events"], status["lake_files"]) == (0, 0)
 

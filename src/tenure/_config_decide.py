@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
 import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -28,6 +29,7 @@ _DURATION = re.compile(r"^(\d+)([smhdw])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
+@functools.lru_cache(maxsize=256)
 def parse_duration(text: str) -> dt.timedelta:
     """``"30d"``, ``"12h"``, ``"2w"`` … as a timedelta; anything else is a ValueError."""
     match = _DURATION.match(text.strip())

@@ -30,6 +30,7 @@ from tenure._cli_common import (
 )
 from tenure._cli_common import project as project_at
 from tenure._cli_decide import policies_app, review_app
+from tenure._cli_deliver import deliveries_app, worker
 from tenure._cli_models import models_app
 from tenure.errors import TenureError
 
@@ -55,6 +56,7 @@ app.add_typer(identity_app, name="identity")
 app.add_typer(models_app, name="models")
 app.add_typer(review_app, name="review")
 app.add_typer(policies_app, name="policies")
+app.add_typer(deliveries_app, name="deliveries")
 
 
 @app.callback()
@@ -68,13 +70,16 @@ def _root(
 @app.command()
 def init(
     directory: Annotated[Path, typer.Argument(help="Project directory to create.")] = Path("."),
+    examples: Annotated[
+        bool, typer.Option(help="Write an example policy and its templates.")
+    ] = True,
     json_out: JsonOption = False,
 ) -> None:
     """Create a project: tenure.yaml with commented defaults, the lake, and a migrated store."""
     from tenure.project import init_project
 
     with errors():
-        project = init_project(directory)
+        project = init_project(directory, examples=examples)
         info = {
             "project": str(project.root),
             "config": str(project.config_path),
@@ -467,6 +472,7 @@ app.command("score")(_cli_pipeline.score)
 app.command("stages")(_cli_pipeline.stages)
 app.command("decide")(_cli_decide.decide)
 app.command("explain")(_cli_decide.explain)
+app.command("worker")(worker)
 
 
 @app.command()

@@ -26,8 +26,8 @@ from pydantic import (
     model_validator,
 )
 
-from tenure.errors import ConfigError, ConfigProblem, ProjectNotFoundError
 from tenure._config_decide import DecideSettings, DeliverySettings
+from tenure.errors import ConfigError, ConfigProblem, ProjectNotFoundError
 from tenure.features._definitions import FeatureDefinition, FeatureEntity
 
 __all__ = [
@@ -369,12 +369,14 @@ class ProjectConfig(BaseModel):
     delivery: DeliverySettings = DeliverySettings()
 
 
-_SECTIONS: dict[str, type[_Section]] = {
+_SECTIONS: dict[str, type[BaseModel]] = {
     "lake": LakeSettings,
     "warehouse": WarehouseSettings,
     "store": StoreSettings,
     "ingest": IngestSettings,
     "identity": IdentitySettings,
+    "decide": DecideSettings,
+    "delivery": DeliverySettings,
 }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 __all__ = [
     "ConfigError",
     "ConfigProblem",
+    "DeliveryError",
     "IdentityError",
     "IngestError",
     "MappingError",
@@ -21,6 +22,7 @@ __all__ = [
     "PolicyError",
     "ProjectNotFoundError",
     "ReviewError",
+    "SendError",
     "StoreError",
     "TemplateError",
     "TenureError",
@@ -124,3 +126,25 @@ class TemplateError(TenureError, ValueError):
 
 class ReviewError(TenureError, ValueError):
     """A review item cannot be approved or rejected in its current state."""
+
+
+class DeliveryError(TenureError, ValueError):
+    """An outbox operation asked for something the delivery's state does not allow."""
+
+
+class SendError(TenureError, RuntimeError):
+    """A channel could not hand a message over.
+
+    *permanent* says that sending again cannot help (a 4xx answer, a refused
+    recipient): the delivery goes dead at once instead of waiting out its
+    retries. *retry_after* is the earliest retry the receiver asked for, in
+    seconds (HTTP ``Retry-After``). Messages never carry secrets: channels name
+    a webhook target, not its URL, and never show a password.
+    """
+
+    def __init__(
+        self, message: str, *, permanent: bool = False, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+        self.retry_after = retry_after

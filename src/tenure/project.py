@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Mapping
 from functools import cached_property
+from importlib import resources
 from pathlib import Path
 from types import TracebackType
 
@@ -101,8 +102,14 @@ class Project:
         self.close()
 
 
-def init_project(root: Path, *, clock: Clock = utc_now, force: bool = False) -> Project:
-    """Create ``tenure.yaml`` with commented defaults (unless present) and migrate the store."""
+def init_project(
+    root: Path, *, clock: Clock = utc_now, force: bool = False, examples: bool = False
+) -> Project:
+    """Create ``tenure.yaml`` with commented defaults (unless present) and migrate the store.
+
+    With *examples*, an example policy and its templates are written into the
+    project's policy and template folders when those do not exist yet.
+    """
     root.mkdir(parents=True, exist_ok=True)
     path = root / CONFIG_FILENAME
     if path.exists() and force:
@@ -110,6 +117,8 @@ def init_project(root: Path, *, clock: Clock = utc_now, force: bool = False) -> 
     if not path.exists():
         path.write_text(default_config_text(), encoding="utf-8")
     project = Project(root, clock=clock)
+    if examples:
+        _write_examples(project)
     project.lake.root.mkdir(parents=True, exist_ok=True)
     try:
         upgrade(project.store)
@@ -119,3 +128,19 @@ def init_project(root: Path, *, clock: Clock = utc_now, force: bool = False) -> 
             hint="check store.url in tenure.yaml (or TENURE_STORE_URL) and that the database is up",
         ) from error
     return project
+
+
+def _write_examples(project: Project) -> None:
+    samples = resources.files("tenure") / "samples" / "decide"
+    settings = project.config.decide
+    for kind, folder in (
+        ("policies", settings.policies_dir),
+        ("templates", settings.templates_dir),
+    ):
+        target = project.root / folder
+        if target.exists():
+            continue
+        target.mkdir(parents=True)
+        for item in sorted(samples.joinpath(kind).iterdir(), key=lambda i: i.name):
+            if item.name.endswith(".yaml"):
+                (target / item.name).write_text(item.read_text(encoding="utf-8"), encoding="utf-8")

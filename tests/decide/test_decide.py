@@ -255,7 +255,9 @@ def test_missing_template_variable_blocks_instead_of_sending_a_blank(world: Proj
 def test_editing_a_policy_makes_a_new_version(world: Project) -> None:
     publish(world, [customer(2, logins=2)])
     decide(world)
-    write(world.root / "policies" / "retention.yaml", POLICY.replace("priority: 50", "priority: 55"))
+    write(
+        world.root / "policies" / "retention.yaml", POLICY.replace("priority: 50", "priority: 55")
+    )
     decide(world, now=NOON + dt.timedelta(days=8))
     with world.store.connect() as connection:
         found = connection.execute(

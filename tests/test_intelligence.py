@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func
 from typer.testing import CliRunner
 
 from tenure.cli import app
@@ -79,6 +80,42 @@ def test_the_demo_trains_scores_and_explains(company: tuple[Path, DemoResult]) -
     assert picks
     assert {p["rank"] for p in picks} <= {1, 2, 3}
     assert all(p["feature"] != p["because"] for p in picks)
+
+
+def test_the_demo_decides_and_delivers_to_its_local_sinks(
+    company: tuple[Path, DemoResult],
+) -> None:
+    root, result = company
+    delivery = result.delivery
+    assert delivery is not None
+    assert result.scoring is not None
+    assert delivery.published == result.scoring.rows
+    by_status = delivery.decisions.by_status
+    assert by_status.get("queued", 0) > 0
+    # every queued email reached the SMTP server and every CSM task the CRM sink, once
+    sent = {m.channel: 0 for m in delivery.sent}
+    for message in delivery.sent:
+        sent[message.channel] += 1
+    assert delivery.emails_received == sent.get("email", 0) > 0
+    assert delivery.tasks_received == sent.get("csm_task", 0)
+    assert delivery.delivered.sent == len(delivery.sent)
+    assert len({m.idempotency_key for m in delivery.sent}) == len(delivery.sent)
+    with Project.open(root) as project, project.store.connect() as connection:
+        from sqlalchemy import select
+
+        from tenure.decide import explain_decision
+        from tenure.store._tables import decisions, outbox
+
+        counted = connection.execute(
+            select(outbox.c.status, func.count()).group_by(outbox.c.status)
+        ).all()
+        statuses = {str(status): int(n) for status, n in counted}
+        first = connection.execute(select(decisions.c.id).limit(1)).scalar_one()
+        text = explain_decision(connection, first)
+    # deferred (quiet hours) and nothing else waits; nothing failed
+    assert set(statuses) <= {"sent", "queued"}
+    assert statuses.get("queued", 0) == by_status.get("deferred", 0)
+    assert "Guardrails: consent" in text
 
 
 def test_a_candidate_shadows_then_scores_then_rolls_back(

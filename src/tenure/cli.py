@@ -525,11 +525,50 @@ def demo(
         out.print(_cli_pipeline.at_risk_table(result.at_risk))
     elif result.models_skipped:
         out.print(f"[yellow]models not trained:[/] {result.models_skipped}")
+    if result.delivery is not None:
+        _print_delivery(result.delivery)
     out.print(
         f"\nnext: [bold]tenure status -p {result.project}[/] · "
         f"[bold]tenure profile -p {result.project} {result.example_profile}[/] · "
         f"[bold]tenure quarantine list -p {result.project}[/]"
     )
+
+
+def _print_delivery(delivery: Any) -> None:
+    report = delivery.decisions
+    if report.already_decided:
+        out.print(
+            "\ndecisions: this cycle was decided in an earlier run; nothing new was queued",
+            highlight=False,
+        )
+        return
+    statuses = ", ".join(f"{n:,} {s}" for s, n in sorted(report.by_status.items()))
+    out.print(
+        f"\ndecisions: {report.customers:,} customers, {statuses or 'no action'} "
+        f"({report.seconds:.1f} s); delivered to the demo's local SMTP server and CRM sink: "
+        f"{delivery.emails_received:,} emails, {delivery.tasks_received:,} CSM tasks, "
+        f"{delivery.delivered.sent:,} sent in all",
+        highlight=False,
+    )
+    if delivery.waiting_for_review or delivery.deferred:
+        out.print(
+            f"{delivery.waiting_for_review:,} wait for review (`tenure review list`), "
+            f"{delivery.deferred:,} for quiet hours to end in the customer's time zone",
+            highlight=False,
+        )
+    shown: dict[str, int] = {}
+    if delivery.sent:
+        out.print("[bold]sent[/] (a few per channel; `tenure explain DECISION` tells the rest):")
+    for message in delivery.sent:
+        if shown.get(message.channel, 0) >= 3:
+            continue
+        shown[message.channel] = shown.get(message.channel, 0) + 1
+        out.print(
+            f"  {message.channel:<8} → {message.to}  “{message.summary}”  [{message.rule}]\n"
+            f"           {message.why}",
+            markup=False,
+            highlight=False,
+        )
 
 
 def main() -> None:

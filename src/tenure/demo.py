@@ -23,6 +23,7 @@ from pathlib import Path
 
 import ibis
 
+from tenure._demo_delivery import DeliveryDemo, decide_and_deliver
 from tenure.collect import IngestReport, Progress, ingest
 from tenure.config import CONFIG_FILENAME, default_config_text
 from tenure.errors import ModelError
@@ -71,6 +72,8 @@ class DemoResult:
     at_risk: list[AtRisk] = field(default_factory=list)
     #: Why the models were not trained (too little history), if they were not.
     models_skipped: str | None = None
+    #: The decision cycle and what the worker delivered to the demo's local sinks.
+    delivery: DeliveryDemo | None = None
 
 
 def sample_dir() -> Path:
@@ -117,9 +120,11 @@ def run_demo(
         config = load_simulation_config(None, accounts=accounts, months=months)
         out = directory / "simulation"
         simulated = simulate(out, config, seed=seed, progress=_months(progress))
-        # the company is loaded as of the end of its simulated window
-        end = dt.datetime.combine(simulated.end, dt.time(), tzinfo=dt.UTC)
-        project = init_project(directory, clock=clock or _fixed(end))
+        # the company is loaded as of the end of its simulated window, at 14:00 UTC:
+        # office hours in Europe and the Americas, so the demo's emails are not all
+        # held back by quiet hours (Asia-Pacific customers' are)
+        end = dt.datetime.combine(simulated.end, dt.time(14), tzinfo=dt.UTC)
+        project = init_project(directory, clock=clock or _fixed(end), examples=True)
         inputs = [out / "events", out / "exports"]
     try:
         report = ingest(project, inputs, progress=progress)
@@ -138,6 +143,8 @@ def run_demo(
             result = dataclasses.replace(
                 result, training=trained, scoring=scored, at_risk=at_risk(project, 10)
             )
+            delivered = decide_and_deliver(project, as_of=as_of)
+            result = dataclasses.replace(result, delivery=delivered)
     finally:
         project.close()
     return result

@@ -42,7 +42,7 @@ def test_mapping_format_example_is_a_valid_mapping() -> None:
     assert [e.event for e in mapping.events] == ["Order Completed"]
 
 
-_GROUPS = {"models", "quarantine", "identity", "db", "review", "policies", "deliveries"}
+_GROUPS = {"models", "quarantine", "identity", "db", "review", "policies", "deliveries", "journeys"}
 
 
 def _documented_commands() -> set[tuple[str, ...]]:

@@ -12,12 +12,15 @@ from rich.table import Table
 from tenure._cli_common import JsonOption, ProjectOption, errors, out, print_json
 from tenure._cli_common import project as project_at
 
-__all__ = ["decide", "explain", "policies_app", "review_app"]
+__all__ = ["decide", "explain", "journeys_app", "policies_app", "review_app"]
 
 review_app = typer.Typer(
     help="The human-review queue: actions waiting for approval.", no_args_is_help=True
 )
 policies_app = typer.Typer(help="Policies and templates, and their versions.", no_args_is_help=True)
+journeys_app = typer.Typer(
+    help="Journeys: multi-step sequences under the same guardrails.", no_args_is_help=True
+)
 
 ActorOption = Annotated[
     str | None, typer.Option(help="Who decides (kept on the item and in the audit log).")
@@ -215,3 +218,58 @@ def policies_list(project_dir: ProjectOption = None, json_out: JsonOption = Fals
         latest[(str(v["kind"]), str(v["name"]))] = v
     for (kind, name), v in sorted(latest.items()):
         out.print(f"{kind} {name}: version {v['version']} ({_when(v['created_at'])})")
+
+
+@journeys_app.command("run")
+def journeys_run(project_dir: ProjectOption = None, json_out: JsonOption = False) -> None:
+    """Advance every run that is due and enroll the customers who now qualify."""
+    from tenure.decide import run_journeys
+
+    with errors(), project_at(project_dir) as opened:
+        report = run_journeys(opened, actor=_actor(None))
+    if json_out:
+        print_json(report)
+        return
+    out.print(
+        f"{report.entered:,} entered, {report.advanced:,} advanced, {report.sent:,} sent, "
+        f"{report.blocked:,} blocked, {report.completed:,} completed, {report.exited:,} exited",
+        highlight=False,
+    )
+    for name, active in sorted(report.by_journey.items()):
+        out.print(f"{name}: {active:,} customers in the journey", highlight=False)
+
+
+@journeys_app.command("list")
+def journeys_list(project_dir: ProjectOption = None, json_out: JsonOption = False) -> None:
+    """The project's journeys and their steps."""
+    from tenure.decide import load_journeys
+
+    with errors(), project_at(project_dir) as opened:
+        loaded = load_journeys(opened.root / opened.config.decide.journeys_dir)
+    found: list[dict[str, Any]] = []
+    for name, item in loaded.items():
+        steps = []
+        for step in item.journey.steps:
+            if step.send is not None:
+                steps.append(f"{step.id}: send {step.send.channel} {step.send.template}")
+            elif step.wait is not None:
+                steps.append(f"{step.id}: wait {step.wait}")
+            else:
+                steps.append(f"{step.id}: branch")
+        found.append(
+            {
+                "journey": name,
+                "enter": item.journey.enter,
+                "goal": item.journey.goal,
+                "steps": steps,
+            }
+        )
+    if json_out:
+        print_json(found)
+        return
+    for entry in found:
+        out.print(f"[bold]{entry['journey']}[/]: enter when {entry['enter']}", highlight=False)
+        for step in entry["steps"]:
+            out.print(f"  {step}", markup=False, highlight=False)
+    if not found:
+        out.print("no journeys (put them in the journeys folder; see docs/decide.md)")

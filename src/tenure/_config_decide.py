@@ -109,6 +109,7 @@ class DecideSettings(_Strict):
     #: Where policy and template files live, relative to the project.
     policies_dir: str = "policies"
     templates_dir: str = "templates"
+    journeys_dir: str = "journeys"
     #: Consent when a customer has never said anything on a channel.
     default_consent: dict[Channel, bool] = Field(default_factory=lambda: {c: True for c in Channel})
     caps: list[FrequencyCap] = Field(

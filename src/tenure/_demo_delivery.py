@@ -27,7 +27,7 @@ from aiosmtpd.controller import Controller
 from tenure._config_decide import SmtpSettings, WebhookTarget
 
 if TYPE_CHECKING:
-    from tenure.decide import CycleReport
+    from tenure.decide import CycleReport, JourneyReport
     from tenure.deliver import DeliveryCounts
     from tenure.project import Project
 
@@ -48,6 +48,7 @@ class SentMessage:
 class DeliveryDemo:
     published: int
     decisions: CycleReport
+    journeys: JourneyReport
     delivered: DeliveryCounts
     emails_received: int
     tasks_received: int
@@ -113,12 +114,13 @@ def decide_and_deliver(project: Project, *, as_of: dt.datetime) -> DeliveryDemo:
     """Publish the state, run one decision cycle, and deliver what it queued to local sinks."""
     from sqlalchemy import select
 
-    from tenure.decide import decide, load_policies, publish_state
+    from tenure.decide import decide, load_policies, publish_state, run_journeys
     from tenure.deliver import NetworkChannel, build_channels, run_worker
     from tenure.store._tables import decisions, outbox
 
     published = publish_state(project, as_of=as_of)
     report = decide(project, now=as_of, actor="tenure demo")
+    journeys = run_journeys(project, now=as_of, actor="tenure demo")
     with _smtp_sink() as (port, inbox), _task_sink() as (task_url, tasks):
         settings = project.config.delivery.model_copy(
             update={
@@ -150,7 +152,10 @@ def decide_and_deliver(project: Project, *, as_of: dt.datetime) -> DeliveryDemo:
         body = payload.get("body") if isinstance(payload.get("body"), dict) else {}
         summary = payload.get("subject") or payload.get("title") or body.get("title", "")
         rule = rules.get((row.policy, row.rule_id))
-        because = (rule.rule.description or rule.rule.when) if rule is not None else ""
+        if rule is not None:
+            because = rule.rule.description or rule.rule.when
+        else:  # a journey's step
+            because = f"journey {row.policy}, step {row.rule_id}"
         sent.append(
             SentMessage(
                 channel=row.channel,
@@ -164,6 +169,7 @@ def decide_and_deliver(project: Project, *, as_of: dt.datetime) -> DeliveryDemo:
     return DeliveryDemo(
         published=published,
         decisions=report,
+        journeys=journeys,
         delivered=counts,
         emails_received=emails,
         tasks_received=task_count,

@@ -29,7 +29,7 @@ from tenure._cli_common import (
     to_jsonable,
 )
 from tenure._cli_common import project as project_at
-from tenure._cli_decide import policies_app, review_app
+from tenure._cli_decide import journeys_app, policies_app, review_app
 from tenure._cli_deliver import deliveries_app, worker
 from tenure._cli_models import models_app
 from tenure.errors import TenureError
@@ -56,6 +56,7 @@ app.add_typer(identity_app, name="identity")
 app.add_typer(models_app, name="models")
 app.add_typer(review_app, name="review")
 app.add_typer(policies_app, name="policies")
+app.add_typer(journeys_app, name="journeys")
 app.add_typer(deliveries_app, name="deliveries")
 
 
@@ -550,6 +551,14 @@ def _print_delivery(delivery: Any) -> None:
         f"{delivery.delivered.sent:,} sent in all",
         highlight=False,
     )
+    journeys = delivery.journeys
+    if journeys.entered or journeys.advanced:
+        out.print(
+            f"journeys: {journeys.entered:,} customers entered, {journeys.sent:,} messages "
+            f"queued by their steps, {journeys.blocked:,} blocked by a guardrail "
+            f"(`tenure journeys list`)",
+            highlight=False,
+        )
     if delivery.waiting_for_review or delivery.deferred:
         out.print(
             f"{delivery.waiting_for_review:,} wait for review (`tenure review list`), "

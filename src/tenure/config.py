@@ -608,9 +608,10 @@ health:
   movers: 2
 
 decide:
-  # Policies (policies/*.yaml) and templates (templates/*) live here.
+  # Policies (policies/*.yaml), templates and journeys live here.
   policies_dir: policies
   templates_dir: templates
+  journeys_dir: journeys
   # Consent on a channel nobody has said anything about (opt-outs always win).
   default_consent: {email: true, in_app: true, webhook: true, csm_task: true}
   # At most `max` actions per customer in any rolling window, per channel or overall.

@@ -107,8 +107,8 @@ def init_project(
 ) -> Project:
     """Create ``tenure.yaml`` with commented defaults (unless present) and migrate the store.
 
-    With *examples*, an example policy and its templates are written into the
-    project's policy and template folders when those do not exist yet.
+    With *examples*, an example policy, journey and their templates are written
+    into the project's folders for them when those do not exist yet.
     """
     root.mkdir(parents=True, exist_ok=True)
     path = root / CONFIG_FILENAME
@@ -136,6 +136,7 @@ def _write_examples(project: Project) -> None:
     for kind, folder in (
         ("policies", settings.policies_dir),
         ("templates", settings.templates_dir),
+        ("journeys", settings.journeys_dir),
     ):
         target = project.root / folder
         if target.exists():

@@ -8,6 +8,7 @@ reads one back in plain words.
 from tenure.decide._cycle import CycleReport, decide, render_action, unsubscribe_secret
 from tenure.decide._engine import Candidate, Decider, Decision
 from tenure.decide._guardrails import Check, Guardrails, Ledger, Verdict, decide_lock
+from tenure.decide._journeys import Journey, JourneyReport, load_journeys, run_journeys
 from tenure.decide._log import explain_decision, get_decision, list_decisions
 from tenure.decide._policy import Action, Policy, PolicySet, Rule, load_policies
 from tenure.decide._review import approve, expire_reviews, list_reviews, reject
@@ -31,6 +32,8 @@ __all__ = [
     "Decider",
     "Decision",
     "Guardrails",
+    "Journey",
+    "JourneyReport",
     "Ledger",
     "Policy",
     "PolicySet",
@@ -48,12 +51,14 @@ __all__ = [
     "get_decision",
     "list_decisions",
     "list_reviews",
+    "load_journeys",
     "load_policies",
     "load_states",
     "load_templates",
     "publish_state",
     "reject",
     "render_action",
+    "run_journeys",
     "save_states",
     "unsubscribe_secret",
     "versions",

@@ -36,6 +36,8 @@ __all__ = [
     "delivery_attempts",
     "in_app_messages",
     "ingest_runs",
+    "journey_runs",
+    "journey_steps",
     "metadata",
     "model_events",
     "model_versions",
@@ -339,4 +341,44 @@ in_app_messages = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("seen_at", UTCDateTime()),
     Index(None, "user_id", "status"),
+)
+
+#: One customer's pass through a journey. At most one active run per journey and
+#: account (a partial unique index), so nobody is in the same journey twice at once.
+journey_runs = Table(
+    "journey_runs",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("journey", String(200), nullable=False),
+    Column("journey_version", Integer, nullable=False),
+    Column("account_id", String(64), nullable=False),
+    Column("status", String(16), nullable=False),  # active | completed | exited
+    Column("step", String(200), nullable=False),  # the step to run next (or the last run)
+    Column("next_at", UTCDateTime(), nullable=False),
+    Column("entered_at", UTCDateTime(), nullable=False),
+    Column("ended_at", UTCDateTime()),
+    Column("exit_reason", String(200)),
+    Index(
+        "ix_journey_runs_one_active",
+        "journey",
+        "account_id",
+        unique=True,
+        sqlite_where=text("status = 'active'"),
+        postgresql_where=text("status = 'active'"),
+    ),
+    Index(None, "status", "next_at"),
+)
+
+#: What happened at each step of a run, in order.
+journey_steps = Table(
+    "journey_steps",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("run_id", BigInteger, ForeignKey("journey_runs.id"), nullable=False),
+    Column("step", String(200), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("outcome", String(32), nullable=False),  # sent | blocked | waiting | branch | exit …
+    Column("detail", Text, nullable=False),
+    Column("decision_id", String(40)),
+    Index(None, "run_id"),
 )

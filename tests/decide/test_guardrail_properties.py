@@ -1,5 +1,6 @@
-"""Properties: no interleaving of cycles, single-customer (API) decisions, approvals and
-opt-outs queues an action to a customer who opted out, or breaks a cap or a budget."""
+"""Properties: no interleaving of batch cycles, single-customer (API) decisions, journey
+passes, approvals, delivery workers and opt-outs queues or sends an action to a customer
+who opted out, or breaks a frequency cap or a budget."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from tenure._config_decide import parse_duration
-from tenure.decide import approve, decide, list_reviews
+from tenure.decide import approve, decide, list_reviews, run_journeys
 from tenure.errors import ReviewError
 from tenure.govern.consent import ConsentReason, record_consent
 from tenure.project import Project
@@ -33,7 +34,55 @@ operation = st.one_of(
     st.tuples(st.just("api"), st.integers(1, 4)),  # one customer's decision now
     st.tuples(st.just("opt_out"), st.integers(1, 4), st.sampled_from(["email", "all"])),
     st.tuples(st.just("approve"), st.integers(0, 3)),
+    st.tuples(st.just("journeys"), st.integers(0, 8)),  # a journey pass, days later
+    st.tuples(st.just("work"), st.integers(1, 3)),  # a worker drains the outbox
 )
+
+JOURNEY = """\
+name: nudge
+enter: features.logins_30d < 5
+reenter: 1d
+steps:
+  - {id: first, send: {channel: email, template: tips, campaign: nurture, cost: 0.5}}
+  - {id: pause, wait: 2d}
+  - {id: second, send: {channel: in_app, template: tips_in_app, campaign: nurture, cost: 0.1}}
+"""
+
+
+@pytest.fixture(scope="module")
+def smtp() -> Iterator[tuple[str, int]]:
+    from tests.deliver.conftest import Mailbox, start_smtp
+
+    controller, server = start_smtp(Mailbox())
+    try:
+        yield server.host, server.port
+    finally:
+        controller.stop()
+
+
+def _work(project: Project, smtp: tuple[str, int], now: dt.datetime, workers: int) -> None:
+    """*workers* workers one after another (SQLite has one writer), each draining once."""
+    import random
+
+    from tenure._config_decide import SmtpSettings
+    from tenure.deliver import InAppChannel, RetryPolicy, SmtpChannel, Worker
+
+    settings_ = project.config
+    for n in range(workers):
+        channels = {
+            "email": SmtpChannel(SmtpSettings(host=smtp[0], port=smtp[1]), clock=lambda: now),
+            "in_app": InAppChannel(clock=lambda: now),
+        }
+        worker = Worker(
+            project.store, channels, worker_id=f"prop-{n}", clock=lambda: now,
+            rng=random.Random(n), policy=RetryPolicy.from_settings(settings_.delivery),
+            lease=dt.timedelta(minutes=5),
+            consent_defaults={c.value: v for c, v in settings_.decide.default_consent.items()},
+        )  # fmt: skip
+        try:
+            worker.run(once=True)
+        finally:
+            channels["email"].close()
 
 
 def _world(root: Path, store_url: str, clock: list[dt.datetime]) -> Project:
@@ -53,6 +102,30 @@ def _world(root: Path, store_url: str, clock: list[dt.datetime]) -> Project:
         ],
     )
     return project
+
+
+def _sent_after_opt_out(
+    project: Project, before: set[int], withdrawn: set[tuple[str, str]]
+) -> list[int]:
+    """Rows sent since *before* (the ids sent then) to a (identifier, channel) withdrawn."""
+    with project.store.connect() as connection:
+        rows = connection.execute(
+            select(outbox.c.id, outbox.c.channel, outbox.c.payload).where(outbox.c.status == "sent")
+        ).all()
+    bad = []
+    for row in rows:
+        if row.id in before:
+            continue
+        identifiers = set(json.loads(row.payload)["consent_identifiers"])
+        if any(i in identifiers and c in (row.channel, "all") for i, c in withdrawn):
+            bad.append(row.id)
+    return bad
+
+
+def _sent_ids(project: Project) -> set[int]:
+    with project.store.connect() as connection:
+        found = connection.execute(select(outbox.c.id).where(outbox.c.status == "sent"))
+        return set(found.scalars())
 
 
 def _check_invariants(project: Project, opted_out: list[tuple[str, str, int]]) -> None:
@@ -93,11 +166,15 @@ def _check_invariants(project: Project, opted_out: list[tuple[str, str, int]]) -
 )
 @given(steps=st.lists(operation, min_size=1, max_size=12))
 def test_no_interleaving_breaks_consent_caps_or_budgets(
-    tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[object, ...]]
+    tmp_path_factory: pytest.TempPathFactory,
+    smtp: tuple[str, int],
+    steps: list[tuple[object, ...]],
 ) -> None:
     root = tmp_path_factory.mktemp("world")
     clock = [NOON]
     project = _world(root / "p", f"sqlite:///{root / 'store.db'}", clock)
+    (project.root / "journeys").mkdir()
+    (project.root / "journeys" / "nudge.yaml").write_text(JOURNEY)
     opted_out: list[tuple[str, str, int]] = []
     try:
         for step in steps:
@@ -116,6 +193,14 @@ def test_no_interleaving_breaks_consent_caps_or_budgets(
                     record_consent(connection, f"user_id:u{n}", channel, granted=False,
                                    reason=ConsentReason.UNSUBSCRIBE, source="test",
                                    at=clock[0])  # fmt: skip
+            elif kind == "journeys":
+                clock[0] += dt.timedelta(days=int(step[1]))
+                run_journeys(project)
+            elif kind == "work":
+                before = _sent_ids(project)
+                _work(project, smtp, clock[0] + dt.timedelta(days=1), int(step[1]))
+                withdrawn = {(identifier, channel) for identifier, channel, _ in opted_out}
+                assert _sent_after_opt_out(project, before, withdrawn) == []
             else:
                 with project.store.connect() as connection:
                     pending = list_reviews(connection)

@@ -9,6 +9,7 @@ again adds nothing.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import functools
@@ -64,9 +65,15 @@ def unsubscribe_secret(project: Project) -> bytes:
         return value.encode()
     path = project.root / ".tenure" / "unsubscribe.key"
     if not path.exists():
+        # written whole under another name, then linked into place: a concurrent
+        # first use either wins or reads the winner's complete key, never a torn one
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(32))
-        path.chmod(0o600)
+        draft = path.with_name(f".unsubscribe.{os.getpid()}.{secrets.token_hex(4)}")
+        draft.write_text(secrets.token_urlsafe(32))
+        draft.chmod(0o600)
+        with contextlib.suppress(FileExistsError):
+            os.link(draft, path)
+        draft.unlink()
     return path.read_text().strip().encode()
 
 

@@ -33,16 +33,19 @@ STAGES = ["onboarding", "established", "mature", "renewal"]
 ZONES = ["America/New_York", "Europe/Berlin", "Asia/Tokyo", "America/Los_Angeles", None]
 
 
-def _rules() -> str:
+def _rules(selective: bool) -> str:
+    """20 rules; *selective* raises the risk thresholds so a few % of customers match
+    (a daily cycle under caps and cool-downs), else about half of them act."""
     rules = []
     channels = [("email", "mail"), ("in_app", "note"), ("csm_task", "task")]
     for n in range(20):
         channel, template = channels[n % 3]
-        threshold = 0.3 + 0.03 * n
+        threshold = (0.62 + 0.015 * n) if selective else (0.3 + 0.03 * n)
         feature = ["logins_30d", "tickets_open", "nps_last", "seats"][n % 4]
         when = f"scores.churn_probability > {threshold:.2f} && features.{feature} >= {n % 5}.0"
         if n % 4 == 2:
-            when = f"has(features.nps_last) && features.nps_last < {3 + n % 5}.0"
+            nps = 1 if selective else 3 + n % 5
+            when = f"has(features.nps_last) && features.nps_last < {nps}.0"
         stages = "" if n % 2 else f"\n    stages: [{STAGES[n % 4]}, {STAGES[(n + 1) % 4]}]"
         rules.append(
             f"""  - id: rule-{n:02d}
@@ -108,6 +111,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--store", default=None, help="store URL (default: SQLite in a temp dir)")
+    parser.add_argument(
+        "--selective", action="store_true", help="rules that match a few %% of customers"
+    )
     args = parser.parse_args()
     rng = random.Random(7)
     with tempfile.TemporaryDirectory() as tmp:
@@ -120,7 +126,7 @@ def main() -> None:
         (root / "tenure.yaml").write_text(text + config_budgets)
         project = init_project(root, clock=lambda: NOW)
         (root / "policies").mkdir()
-        (root / "policies" / "bench.yaml").write_text(_rules())
+        (root / "policies" / "bench.yaml").write_text(_rules(args.selective))
         (root / "templates").mkdir()
         for name, body in TEMPLATES.items():
             (root / "templates" / f"{name}.yaml").write_text(body)
@@ -152,9 +158,11 @@ def main() -> None:
             {
                 "customers": args.customers,
                 "rules": 20,
+                "selective": args.selective,
                 "store": args.store or "sqlite",
                 "seconds": round(seconds, 2),
-                "decisions_per_second": round(args.customers / seconds),
+                "customers_per_second": round(args.customers / seconds),
+                "logged_decisions_per_second": round(len(report.decisions) / seconds),
                 "by_status": report.by_status,
                 "actions": sum(report.by_rule.values()),
                 "peak_rss_mb": peak_rss_mb(),

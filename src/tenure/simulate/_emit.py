@@ -149,6 +149,24 @@ INDUSTRIES = (
     "Marketing and Advertising",
     "Manufacturing",
 )
+#: Where accounts are (country and IANA time zone, reported in group traits): quiet
+#: hours and send times depend on it. Two thirds in the Americas and Europe.
+LOCATIONS = (
+    ("US", "America/New_York"),
+    ("US", "America/Chicago"),
+    ("US", "America/Los_Angeles"),
+    ("GB", "Europe/London"),
+    ("DE", "Europe/Berlin"),
+    ("FR", "Europe/Paris"),
+    ("CA", "America/Toronto"),
+    ("BR", "America/Sao_Paulo"),
+    ("AU", "Australia/Sydney"),
+    ("JP", "Asia/Tokyo"),
+    ("IN", "Asia/Kolkata"),
+    ("SG", "Asia/Singapore"),
+)
+_COUNTRIES = tuple(country for country, _ in LOCATIONS)
+_ZONES = tuple(zone for _, zone in LOCATIONS)
 PLANS = ("starter", "growth", "enterprise")
 PRIORITIES = ("low", "normal", "high", "urgent")
 
@@ -769,6 +787,10 @@ def _add_accounts(
             account_name(new),
             '","industry":"',
             _pick(INDUSTRIES, new * 3),
+            '","country":"',
+            _pick(_COUNTRIES, new * 7),
+            '","timezone":"',
+            _pick(_ZONES, new * 7),
             '","plan":"',
             plan,
             '","employees":',
@@ -798,6 +820,10 @@ def _add_accounts(
             account_name(old),
             '","industry":"',
             _pick(INDUSTRIES, old * 3),
+            '","country":"',
+            _pick(_COUNTRIES, old * 7),
+            '","timezone":"',
+            _pick(_ZONES, old * 7),
             '","plan":"',
             _pick(PLANS, s.plan[old]),
             '"}',

@@ -38,8 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import Connection, func, insert, select, update
 
 from tenure._config_decide import parse_duration
@@ -47,11 +46,11 @@ from tenure.decide._cycle import _decision_row, _outbox_row, preparer
 from tenure.decide._engine import Candidate, Decision, Prepare, decision_id
 from tenure.decide._explain import explain
 from tenure.decide._guardrails import Check, Guardrails, Ledger, Verdict, decide_lock
-from tenure.decide._policy import Action, CompiledRule, Rule, _compile
+from tenure.decide._policy import Action, CompiledRule, Rule, _compile, parse_yaml_model
 from tenure.decide._state import CustomerState, load_states
 from tenure.decide._templates import load_templates
 from tenure.decide._versions import ensure_version
-from tenure.errors import ConfigError, ConfigProblem, PolicyError, TemplateError
+from tenure.errors import PolicyError, TemplateError
 from tenure.store._tables import decisions, journey_runs, journey_steps, outbox, review_queue
 
 if TYPE_CHECKING:
@@ -157,18 +156,7 @@ def load_journeys(directory: Path) -> dict[str, LoadedJourney]:
         return found
     for path in sorted(directory.glob("*.yaml")):
         text = path.read_text(encoding="utf-8")
-        try:
-            journey = Journey.model_validate(yaml.safe_load(text))
-        except yaml.YAMLError as error:
-            problem = ConfigProblem("(file)", f"valid YAML ({error})", None)
-            raise ConfigError(str(path), [problem]) from None
-        except ValidationError as error:
-            problems = [
-                ConfigProblem(".".join(str(p) for p in e["loc"]) or "(top level)", e["msg"],
-                              e.get("input"))
-                for e in error.errors()
-            ]  # fmt: skip
-            raise ConfigError(str(path), problems) from None
+        journey = parse_yaml_model(Journey, text, source=str(path))
         if journey.name in found:
             raise PolicyError(f"{path}: a second journey named {journey.name!r}")
         where = f"journey {journey.name!r}"

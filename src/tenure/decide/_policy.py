@@ -29,7 +29,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import cel
 import yaml
@@ -58,6 +58,7 @@ __all__ = [
 #: The variables a condition may use; each is a map except ``stage``.
 CONTEXT_VARIABLES = ("scores", "health", "features", "stage", "traits", "account", "uplift")
 _MAP_VARIABLES = frozenset(CONTEXT_VARIABLES) - {"stage"}
+_M = TypeVar("_M", bound=BaseModel)
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
 #: CEL macros and methods: ``features.exists(…)`` is not a field called "exists".
 _NOT_FIELDS = frozenset({"all", "exists", "exists_one", "map", "filter", "size"})
@@ -224,22 +225,29 @@ def _compile(where: str, source: str) -> Any:
     return program
 
 
-def parse_policy(text: str, *, source: str) -> Policy:
+def parse_yaml_model(model: type[_M], text: str, *, source: str) -> _M:
+    """*text* as YAML validated by *model*; a ConfigError names *source* and every bad key."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise ConfigError(
-            source, [ConfigProblem("(file)", f"valid YAML ({error})", None)]
-        ) from None
+        problem = ConfigProblem("(file)", f"valid YAML ({error})", None)
+        raise ConfigError(source, [problem]) from None
     try:
-        return Policy.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as error:
         problems = [
-            ConfigProblem(".".join(str(p) for p in item["loc"]) or "(top level)", item["msg"],
-                          item.get("input"))
+            ConfigProblem(
+                ".".join(str(p) for p in item["loc"]) or "(top level)",
+                item["msg"].removeprefix("Value error, "),
+                item.get("input"),
+            )
             for item in error.errors()
-        ]  # fmt: skip
+        ]
         raise ConfigError(source, problems) from None
+
+
+def parse_policy(text: str, *, source: str) -> Policy:
+    return parse_yaml_model(Policy, text, source=source)
 
 
 def load_policies(directory: Path) -> PolicySet:

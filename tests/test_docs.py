@@ -42,7 +42,17 @@ def test_mapping_format_example_is_a_valid_mapping() -> None:
     assert [e.event for e in mapping.events] == ["Order Completed"]
 
 
-_GROUPS = {"models", "quarantine", "identity", "db", "review", "policies", "deliveries", "journeys"}
+_GROUPS = {
+    "models",
+    "quarantine",
+    "identity",
+    "db",
+    "review",
+    "policies",
+    "deliveries",
+    "journeys",
+    "templates",
+}
 
 
 def _documented_commands() -> set[tuple[str, ...]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import getpass
+import json
 from typing import Annotated, Any
 
 import typer
@@ -12,12 +13,16 @@ from rich.table import Table
 from tenure._cli_common import JsonOption, ProjectOption, errors, out, print_json
 from tenure._cli_common import project as project_at
 
-__all__ = ["decide", "explain", "journeys_app", "policies_app", "review_app"]
+__all__ = ["decide", "explain", "journeys_app", "policies_app", "review_app", "templates_app"]
 
 review_app = typer.Typer(
     help="The human-review queue: actions waiting for approval.", no_args_is_help=True
 )
 policies_app = typer.Typer(help="Policies and templates, and their versions.", no_args_is_help=True)
+templates_app = typer.Typer(
+    help="Message templates: list them, preview one against a real customer.",
+    no_args_is_help=True,
+)
 journeys_app = typer.Typer(
     help="Journeys: multi-step sequences under the same guardrails.", no_args_is_help=True
 )
@@ -273,3 +278,47 @@ def journeys_list(project_dir: ProjectOption = None, json_out: JsonOption = Fals
             out.print(f"  {step}", markup=False, highlight=False)
     if not found:
         out.print("no journeys (put them in the journeys folder; see docs/decide.md)")
+
+
+@templates_app.command("list")
+def templates_list(project_dir: ProjectOption = None, json_out: JsonOption = False) -> None:
+    """The project's templates, their channels and content hashes."""
+    from tenure.decide import load_templates
+
+    with errors(), project_at(project_dir) as opened:
+        loaded = load_templates(opened.root / opened.config.decide.templates_dir)
+    found = [
+        {"template": t.name, "channel": t.channel.value, "description": t.description,
+         "sha256": t.content_hash}
+        for t in loaded.templates.values()
+    ]  # fmt: skip
+    if json_out:
+        print_json(found)
+        return
+    table = Table("template", "channel", "about", "sha256")
+    for item in found:
+        table.add_row(item["template"], item["channel"], item["description"], item["sha256"][:12])
+    out.print(table)
+
+
+@templates_app.command("preview")
+def templates_preview(
+    name: Annotated[str, typer.Argument(help="Template name (its file name without .yaml).")],
+    account: Annotated[str, typer.Option(help="The account to render it for (its state).")],
+    project_dir: ProjectOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Render a template for a real customer exactly as a send would, without sending."""
+    from tenure.decide import preview_template
+
+    with errors(), project_at(project_dir) as opened:
+        recipient, payload = preview_template(opened, name, account)
+    if json_out:
+        print_json({"recipient": recipient, "payload": payload})
+        return
+    out.print(f"[bold]to[/] {recipient}", highlight=False)
+    for key, value in payload.items():
+        if key == "consent_identifiers" or value is None:
+            continue
+        text = value if isinstance(value, str) else json.dumps(value, indent=2)
+        out.print(f"[bold]{key}[/]\n{text}", highlight=False)

@@ -29,7 +29,7 @@ from tenure._cli_common import (
     to_jsonable,
 )
 from tenure._cli_common import project as project_at
-from tenure._cli_decide import journeys_app, policies_app, review_app
+from tenure._cli_decide import journeys_app, policies_app, review_app, templates_app
 from tenure._cli_deliver import deliveries_app, worker
 from tenure._cli_models import models_app
 from tenure.errors import TenureError
@@ -57,6 +57,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(review_app, name="review")
 app.add_typer(policies_app, name="policies")
 app.add_typer(journeys_app, name="journeys")
+app.add_typer(templates_app, name="templates")
 app.add_typer(deliveries_app, name="deliveries")
 
 

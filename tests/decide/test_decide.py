@@ -276,3 +276,38 @@ def test_dry_run_writes_nothing(world: Project) -> None:
     with world.store.connect() as connection:
         assert connection.execute(select(decisions)).all() == []
         assert connection.execute(select(policy_versions)).all() == []
+
+
+# ------------------------------------------------------------------ preview
+def test_preview_renders_for_a_real_customer_and_names_what_is_missing(world: Project) -> None:
+    from typer.testing import CliRunner
+
+    from tenure.cli import app
+    from tenure.decide import preview_template
+    from tenure.errors import NotFoundError, TemplateError
+
+    publish(world, [customer(2, logins=2)])
+    recipient, payload = preview_template(world, "tips", "a_0002")
+    assert recipient == "owner2@acct2.example"
+    assert payload["subject"] == "Three things Account 2 has not tried yet"
+    assert payload["unsubscribe_url"] in payload["text"]
+    task = preview_template(world, "csm_call", "a_0002")[1]
+    assert task["body"]["title"] == "Call Account 2 before renewal"
+    write(
+        world.root / "templates" / "bad.yaml",
+        "channel: in_app\ntitle: '{{ account.owner }}'\nbody: x\n",
+    )
+    with pytest.raises(TemplateError, match=r"'bad' uses a variable that is not there.*owner"):
+        preview_template(world, "bad", "a_0002")
+    with pytest.raises(NotFoundError, match=r"no published state for account 'a_9999'"):
+        preview_template(world, "tips", "a_9999")
+    result = CliRunner().invoke(
+        app, ["templates", "preview", "tips", "--account", "a_0002", "-p", str(world.root)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "Three things Account 2 has not tried yet" in result.output
+    failed = CliRunner().invoke(
+        app, ["templates", "preview", "bad", "--account", "a_0002", "-p", str(world.root)]
+    )
+    assert failed.exit_code == 1
+    assert "uses a variable that is not there" in failed.output

@@ -5,7 +5,13 @@ operational store; ``decide`` runs one cycle over it; ``explain_decision``
 reads one back in plain words.
 """
 
-from tenure.decide._cycle import CycleReport, decide, render_action, unsubscribe_secret
+from tenure.decide._cycle import (
+    CycleReport,
+    decide,
+    preview_template,
+    render_action,
+    unsubscribe_secret,
+)
 from tenure.decide._engine import Candidate, Decider, Decision
 from tenure.decide._guardrails import Check, Guardrails, Ledger, Verdict, decide_lock
 from tenure.decide._journeys import Journey, JourneyReport, load_journeys, run_journeys
@@ -55,6 +61,7 @@ __all__ = [
     "load_policies",
     "load_states",
     "load_templates",
+    "preview_template",
     "publish_state",
     "reject",
     "render_action",

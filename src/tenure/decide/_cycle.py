@@ -39,7 +39,14 @@ from tenure.store._tables import decisions, outbox, review_queue
 if TYPE_CHECKING:
     from tenure.project import Project
 
-__all__ = ["CycleReport", "decide", "preparer", "render_action", "unsubscribe_secret"]
+__all__ = [
+    "CycleReport",
+    "decide",
+    "preparer",
+    "preview_template",
+    "render_action",
+    "unsubscribe_secret",
+]
 
 _ACTED = ("queued", "deferred", "review")
 
@@ -380,3 +387,33 @@ def _duration(text: str) -> dt.timedelta:
 def _dir(project: Project, name: str) -> Path:
     path = Path(name)
     return path if path.is_absolute() else project.root / path
+
+
+def preview_template(
+    project: Project, name: str, account_id: str, *, rule: CompiledRule | None = None
+) -> tuple[str, dict[str, Any]]:
+    """Render template *name* for a real customer, exactly as a send would, without sending.
+
+    Uses the account's published state and first contact; a missing variable
+    raises the same :class:`TemplateError` a send would.
+    """
+    from tenure.decide._policy import Action, Rule
+    from tenure.errors import NotFoundError
+
+    templates = load_templates(_dir(project, project.config.decide.templates_dir))
+    template = templates.get(name)
+    with project.store.connect() as connection:
+        found = load_states(connection, [account_id])
+    if not found:
+        raise NotFoundError(
+            f"no published state for account {account_id!r} (run `tenure decide --dry-run` "
+            "or `tenure score` first)"
+        )
+    state = found[0]
+    if rule is None:
+        action = Action(channel=template.channel, template=name, target="preview")
+        rule = CompiledRule(
+            "preview", Rule(id="preview", when="true", action=action), None, None, {}
+        )
+    contact = state.contacts[0] if state.contacts else None
+    return preparer(project, templates)("d_preview", rule, state, contact)

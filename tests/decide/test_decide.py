@@ -311,3 +311,34 @@ def test_preview_renders_for_a_real_customer_and_names_what_is_missing(world: Pr
     )
     assert failed.exit_code == 1
     assert "uses a variable that is not there" in failed.output
+
+
+def test_contexts_extracted_by_the_database_equal_those_of_full_states(world: Project) -> None:
+    """The fast path (fields pulled out of the stored JSON in SQL) sees what the full state does."""
+    import dataclasses
+
+    from tenure.decide import load_states
+    from tenure.decide._state import load_contexts
+
+    states = [
+        dataclasses.replace(customer(1, nps=3), traits={"plan": "pro", "trial": True}),
+        customer(2, logins=0),  # no nps_last: absent, not null
+        dataclasses.replace(customer(3), stage=None, traits={}),
+    ]
+    publish(world, states)
+    policy = POLICY.replace(
+        "features.logins_30d < 5\n",
+        'features.logins_30d < 5 && traits.trial == true && traits.plan == "pro" '
+        "&& health.exists(k, k == 'band')\n",
+        1,
+    )
+    write(world.root / "p2" / "a.yaml", policy)
+    policies = load_policies(world.root / "p2")
+    assert policies.fields["health"] is None  # a macro over the map: all of it
+    with world.store.connect() as connection:
+        fast = load_contexts(connection, policies.fields)
+        full = {s.account_id: policies.context(s.context()) for s in load_states(connection)}
+    assert fast is not None
+    assert {account: context for account, _, context in fast} == full
+    assert fast[0][2]["traits"] == {"plan": "pro", "trial": True}
+    assert "nps_last" not in fast[1][2]["features"]

@@ -18,6 +18,7 @@ import os
 import secrets
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,7 +30,7 @@ from tenure._config_decide import Channel
 from tenure.decide._engine import Decider, Decision, Prepare
 from tenure.decide._guardrails import Guardrails, Ledger, Verdict, decide_lock
 from tenure.decide._policy import CompiledRule, PolicySet, load_policies
-from tenure.decide._state import Contact, CustomerState, load_states
+from tenure.decide._state import Contact, CustomerState, load_contexts, load_states
 from tenure.decide._templates import TemplateSet, load_templates
 from tenure.decide._versions import ensure_version
 from tenure.errors import TemplateError
@@ -49,6 +50,8 @@ __all__ = [
 ]
 
 _ACTED = ("queued", "deferred", "review")
+#: A customer's matched rules and the rules whose condition could not be evaluated.
+Matches = tuple[list[CompiledRule], dict[str, str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +195,40 @@ def _history(
     return dict(fired), {row.account_id for row in pending}
 
 
+def _candidates(
+    connection: Connection,
+    decider: Decider,
+    accounts: list[str] | None,
+    fired: dict[str, dict[str, dt.datetime]],
+    in_review: set[str],
+    at: dt.datetime,
+) -> tuple[int, Iterator[tuple[CustomerState, Matches | None]]]:
+    """How many customers there are, and the ones a rule may act on, with their matches.
+
+    Conditions are evaluated on contexts the database extracts from the stored
+    state; only customers with an eligible rule are loaded whole (in chunks).
+    """
+    contexts = load_contexts(connection, decider.policies.fields, accounts)
+    if contexts is None:  # a condition reads derived values: evaluate on full states
+        states = load_states(connection, accounts)
+        return len(states), ((state, None) for state in states)
+    hits: list[tuple[str, Matches]] = []
+    for account_id, stage, context in contexts:
+        if account_id in in_review:
+            continue
+        matched, errors = decider.matching_context(context)
+        if decider.eligible(matched, stage, fired.get(account_id, {}), at):
+            hits.append((account_id, (matched, errors)))
+
+    def load() -> Iterator[tuple[CustomerState, Matches | None]]:
+        for start in range(0, len(hits), 2000):
+            chunk = dict(hits[start : start + 2000])
+            for state in load_states(connection, chunk):
+                yield state, chunk[state.account_id]
+
+    return len(contexts), load()
+
+
 def _decision_row(
     decision: Decision, path: str, versions: dict[str, int], templates: dict[str, int]
 ) -> dict[str, Any]:
@@ -303,18 +340,19 @@ def _run(
     }
     ledger = Ledger.load(connection, settings, at)
     fired, in_review = _history(connection, at, policies)
-    states: list[CustomerState] = load_states(connection, accounts)
     decision_rows: list[dict[str, Any]] = []
     outbox_rows: list[dict[str, Any]] = []
     review_rows: list[dict[str, Any]] = []
     expires = at + _duration(settings.review.expires_after)
-    for state in states:
+    customers, work = _candidates(connection, decider, accounts, fired, in_review, at)
+    for state, matches in work:
         decision = decider.decide(
             ledger,
             state,
             cycle_id=cycle_id,
             last_fired=fired.get(state.account_id, {}),
             busy=state.account_id in in_review,
+            matches=matches,
         )
         if decision is None:
             continue
@@ -346,7 +384,7 @@ def _run(
         cycle_id=cycle_id,
         at=at,
         dry_run=dry_run,
-        customers=len(states),
+        customers=customers,
         decisions=tuple(made),
         by_status=dict(Counter(d.status for d in made)),
         by_rule=dict(Counter(d.chosen.rule.key for d in made if d.chosen is not None)),

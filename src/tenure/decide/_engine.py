@@ -94,10 +94,15 @@ class Decider:
 
     def matching(self, state: CustomerState) -> tuple[list[CompiledRule], dict[str, str]]:
         """Rules whose condition holds for *state*, and the rules whose condition failed."""
+        return self.matching_context(self.policies.context(state.context()))
+
+    def matching_context(
+        self, context: dict[str, Any]
+    ) -> tuple[list[CompiledRule], dict[str, str]]:
+        """:meth:`matching` on a context already narrowed to the fields conditions read."""
         rules = self.policies.rules
         if not rules:
             return [], {}
-        context = self.policies.context(state.context())
         try:
             results = self.policies.combined.execute(context)
         except (KeyError, TypeError, RuntimeError, ValueError):
@@ -121,6 +126,25 @@ class Decider:
             elif not isinstance(outcome, bool):
                 errors[rule.key] = f"condition gave {outcome!r}, not true or false"
         return matched, errors
+
+    @staticmethod
+    def eligible(
+        matched: list[CompiledRule],
+        stage: str | None,
+        last_fired: dict[str, dt.datetime],
+        now: dt.datetime,
+    ) -> list[CompiledRule]:
+        """The matched rules whose stage eligibility holds and that are not cooling down."""
+        found = []
+        for rule in matched:
+            stages = rule.rule.stages
+            if stages is not None and (stage or "") not in stages:
+                continue
+            fired = last_fired.get(rule.key)
+            if rule.cooldown is not None and fired is not None and now - fired < rule.cooldown:
+                continue
+            found.append(rule)
+        return found
 
     def rank(self, state: CustomerState, rules: list[CompiledRule]) -> list[Candidate]:
         candidates = []
@@ -147,23 +171,17 @@ class Decider:
         cycle_id: str,
         last_fired: dict[str, dt.datetime],
         busy: bool = False,
+        matches: tuple[list[CompiledRule], dict[str, str]] | None = None,
     ) -> Decision | None:
         """At most one action for *state*; None when no rule is a candidate.
 
         *last_fired* maps rule keys to when they last acted on this account (for
-        cool-downs); *busy* means an earlier decision still waits for review.
+        cool-downs); *busy* means an earlier decision still waits for review;
+        *matches* is :meth:`matching`'s answer when the caller already has it.
         """
         now = ledger.now
-        matched, errors = self.matching(state)
-        eligible = []
-        for rule in matched:
-            stages = rule.rule.stages
-            if stages is not None and (state.stage or "") not in stages:
-                continue
-            fired = last_fired.get(rule.key)
-            if rule.cooldown is not None and fired is not None and now - fired < rule.cooldown:
-                continue
-            eligible.append(rule)
+        matched, errors = self.matching(state) if matches is None else matches
+        eligible = self.eligible(matched, state.stage, last_fired, now)
         if not eligible or busy:
             return None
         ranked = self.rank(state, eligible)

@@ -62,6 +62,7 @@ _M = TypeVar("_M", bound=BaseModel)
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
 #: CEL macros and methods: ``features.exists(…)`` is not a field called "exists".
 _NOT_FIELDS = frozenset({"all", "exists", "exists_one", "map", "filter", "size"})
+_BOUND = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")
 _STRING = re.compile(r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'")
 
 
@@ -216,7 +217,9 @@ def _compile(where: str, source: str) -> Any:
         program = cel.compile(source)
     except ValueError as error:
         raise PolicyError(f"{where}: the condition is not valid CEL: {error}") from None
-    unknown = sorted(set(program.variables()) - set(CONTEXT_VARIABLES))
+    # a macro's iteration variable (``features.exists(k, …)``) is reported as a variable
+    bound = set(_BOUND.findall(_STRING.sub('""', source)))
+    unknown = sorted(set(program.variables()) - set(CONTEXT_VARIABLES) - bound)
     if unknown:
         raise PolicyError(
             f"{where}: unknown variable {', '.join(map(repr, unknown))} in {source!r}; "

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, bindparam, delete, insert, select, text
 
 from tenure.store._tables import customer_state
 
@@ -28,7 +28,14 @@ if TYPE_CHECKING:
 
     from tenure.project import Project
 
-__all__ = ["Contact", "CustomerState", "load_states", "publish_state", "save_states"]
+__all__ = [
+    "Contact",
+    "CustomerState",
+    "load_contexts",
+    "load_states",
+    "publish_state",
+    "save_states",
+]
 
 _SCORE_COLUMNS = (
     "churn_probability",
@@ -340,3 +347,90 @@ def load_states(
     if account_ids is not None:
         query = query.where(customer_state.c.account_id.in_(sorted(set(account_ids))))
     return [_from_row(row) for row in connection.execute(query)]
+
+
+#: Variables a condition context is built from straight out of the stored JSON.
+_STORED = ("scores", "health", "features", "traits", "uplift")
+
+
+def _extract_sql(dialect: str, columns: list[tuple[str, str | None]], where: str) -> str:
+    """SQL giving account_id, stage and one JSON array of the wanted values, per customer.
+
+    The stored document is parsed once per row (SQLite's multi-path
+    ``json_extract``; one ``jsonb`` cast on PostgreSQL). Names are ``\\w+``, checked.
+    """
+    paths = [[v] if n is None else [v, n] for v, n in columns]
+    if not all(part.isidentifier() for path in paths for part in path):
+        raise ValueError(f"not plain field names: {paths!r}")
+    if dialect == "postgresql":
+        items = ", ".join("j #> '{" + ",".join(path) + "}'" for path in paths)
+        return (
+            f"SELECT account_id, stage, jsonb_build_array({items})::text FROM "
+            f"(SELECT account_id, stage, CAST(state AS JSONB) AS j FROM customer_state"
+            f"{where}) AS s ORDER BY account_id"
+        )
+    # one path gives a bare value, two or more an array: ask for the first one twice
+    json_paths = ["'$." + ".".join(path) + "'" for path in paths]
+    if len(json_paths) == 1:
+        json_paths.append(json_paths[0])
+    return (
+        f"SELECT account_id, stage, json_extract(state, {', '.join(json_paths)}) "
+        f"FROM customer_state{where} ORDER BY account_id"
+    )
+
+
+def load_contexts(
+    connection: Connection,
+    fields: dict[str, frozenset[str] | None],
+    account_ids: Iterable[str] | None = None,
+) -> list[tuple[str, str | None, dict[str, Any]]] | None:
+    """(account, stage, condition context) for every published customer, or None.
+
+    Only the fields the conditions read are extracted, by the database, from
+    the stored JSON: the full state of a customer is loaded only when one of
+    its rules matches. None when a condition reads ``account`` (derived
+    values): the caller then loads full states.
+    """
+    if "account" in fields:
+        return None
+    dialect = connection.dialect.name
+    columns: list[tuple[str, str | None]] = []
+    for variable, names in sorted(fields.items()):
+        if variable == "stage":
+            continue
+        if variable not in _STORED:
+            return None
+        if names is None:
+            columns.append((variable, None))
+        else:
+            columns.extend((variable, name) for name in sorted(names))
+    params: dict[str, Any] = {}
+    where = ""
+    if account_ids is not None:
+        params["ids"] = sorted(set(account_ids))
+        if not params["ids"]:
+            return []
+        where = " WHERE account_id IN :ids"
+    if not columns:  # conditions read only the stage
+        columns_sql = "SELECT account_id, stage, NULL FROM customer_state"
+        query = text(f"{columns_sql}{where} ORDER BY account_id")
+    else:
+        query = text(_extract_sql(dialect, columns, where))
+    if params:
+        query = query.bindparams(bindparam("ids", expanding=True))
+    found = []
+    for account_id, stage, values in connection.execute(query, params):
+        # every map a condition reads is there, empty if need be, as in the full state
+        context: dict[str, Any] = {variable: {} for variable, _ in columns}
+        if "stage" in fields:
+            context["stage"] = stage or ""
+        extracted = orjson.loads(values) if values else []
+        for (variable, name), value in zip(columns, extracted, strict=False):
+            if value is None:
+                continue
+            if name is None:
+                context[variable] = value
+            else:
+                context[variable][name] = value
+        found.append((account_id, stage, context))
+    return found

@@ -121,13 +121,33 @@ def explain(
     json_out: JsonOption = False,
 ) -> None:
     """Explain one decision: rule, evidence, models, each guardrail's verdict, delivery."""
-    from tenure.decide import explain_decision, get_decision
+    from tenure._config_decide import parse_duration
+    from tenure.decide import decision_outcomes, explain_decision, get_decision
 
-    with errors(), project_at(project_dir) as opened, opened.store.connect() as connection:
-        if json_out:
-            print_json(get_decision(connection, decision_id))
-            return
-        out.print(explain_decision(connection, decision_id), markup=False, highlight=False)
+    with errors(), project_at(project_dir) as opened:
+        with opened.store.connect() as connection:
+            found = get_decision(connection, decision_id)
+            text = explain_decision(connection, decision_id)
+        window = opened.config.decide.attribution_window
+        outcomes = decision_outcomes(
+            opened.warehouse,
+            [(decision_id, found["account_id"], found["decided_at"])],
+            window=parse_duration(window),
+        )[decision_id]
+    if json_out:
+        print_json({**found, "outcomes": outcomes})
+        return
+    out.print(text, markup=False, highlight=False)
+    if outcomes:
+        said = "; ".join(f"{o.kind} ({o.event}) {o.at:%Y-%m-%d %H:%M}" for o in outcomes)
+        out.print(f"Outcomes: {said}.", markup=False, highlight=False)
+    else:
+        out.print(
+            f"Outcomes: none yet (message events by decision_id; the account's purchases, "
+            f"plan changes and cancellations within {window}).",
+            markup=False,
+            highlight=False,
+        )
 
 
 @review_app.command("list")

@@ -130,6 +130,14 @@ class DecideSettings(_Strict):
         default_factory=lambda: [Channel.EMAIL, Channel.IN_APP]
     )
     review: ReviewSettings = ReviewSettings()
+    #: How long after a decision the account's lifecycle events count as its outcome.
+    attribution_window: str = "30d"
+
+    @field_validator("attribution_window")
+    @classmethod
+    def _window(cls, value: str) -> str:
+        parse_duration(value)
+        return value
 
     @field_validator("urgent_ticket_suppression")
     @classmethod

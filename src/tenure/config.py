@@ -630,6 +630,9 @@ decide:
   suppression_channels: [email, in_app]
   # Human review before sending: high-value accounts and large discounts.
   review: {min_value: 10000, max_discount: 0.15, expires_after: 3d, channels: [email, webhook]}
+  # After a decision, the account's purchases, plan changes and cancellations within
+  # this window are its outcomes (`tenure explain`); message events link by decision_id.
+  attribution_window: 30d
 
 delivery:
   smtp:

@@ -16,6 +16,7 @@ from tenure.decide._engine import Candidate, Decider, Decision
 from tenure.decide._guardrails import Check, Guardrails, Ledger, Verdict, decide_lock
 from tenure.decide._journeys import Journey, JourneyReport, load_journeys, run_journeys
 from tenure.decide._log import explain_decision, get_decision, list_decisions
+from tenure.decide._outcomes import Outcome, decision_outcomes
 from tenure.decide._policy import Action, Policy, PolicySet, Rule, load_policies
 from tenure.decide._review import approve, expire_reviews, list_reviews, reject
 from tenure.decide._state import (
@@ -41,6 +42,7 @@ __all__ = [
     "Journey",
     "JourneyReport",
     "Ledger",
+    "Outcome",
     "Policy",
     "PolicySet",
     "Rendered",
@@ -51,6 +53,7 @@ __all__ = [
     "approve",
     "decide",
     "decide_lock",
+    "decision_outcomes",
     "ensure_version",
     "expire_reviews",
     "explain_decision",

@@ -10,13 +10,15 @@ import datetime as dt
 import enum
 import functools
 import re
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "Channel",
     "DecideSettings",
     "DeliverySettings",
+    "Duration",
     "FrequencyCap",
     "QuietHours",
     "ReviewSettings",
@@ -38,6 +40,15 @@ def parse_duration(text: str) -> dt.timedelta:
     return dt.timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
 
 
+def _checked(text: str) -> str:
+    parse_duration(text)
+    return text
+
+
+#: A duration setting kept as written (``"7d"``), checked when the settings load.
+Duration = Annotated[str, AfterValidator(_checked)]
+
+
 class Channel(enum.StrEnum):
     EMAIL = "email"
     IN_APP = "in_app"
@@ -54,13 +65,7 @@ class FrequencyCap(_Strict):
 
     channel: Channel | None = None  # None: every channel together
     max: int = Field(ge=0)
-    window: str = "7d"
-
-    @field_validator("window")
-    @classmethod
-    def _duration(cls, value: str) -> str:
-        parse_duration(value)
-        return value
+    window: Duration = "7d"
 
 
 class QuietHours(_Strict):
@@ -81,26 +86,14 @@ class ReviewSettings(_Strict):
     #: Discount offers above this fraction (0.15 = 15 %) are reviewed.
     max_discount: float = Field(default=0.15, ge=0, le=1)
     #: A review not decided within this time expires and nothing is sent.
-    expires_after: str = "3d"
+    expires_after: Duration = "3d"
     #: Channels whose actions are reviewed for high-value accounts (discounts always are).
     channels: list[Channel] = Field(default_factory=lambda: [Channel.EMAIL, Channel.WEBHOOK])
-
-    @field_validator("expires_after")
-    @classmethod
-    def _duration(cls, value: str) -> str:
-        parse_duration(value)
-        return value
 
 
 class CampaignBudget(_Strict):
     budget: float = Field(ge=0)
-    period: str = "30d"
-
-    @field_validator("period")
-    @classmethod
-    def _duration(cls, value: str) -> str:
-        parse_duration(value)
-        return value
+    period: Duration = "30d"
 
 
 class DecideSettings(_Strict):
@@ -125,26 +118,13 @@ class DecideSettings(_Strict):
     global_budget: CampaignBudget | None = None
     #: No message to an account with an urgent ticket opened this recently
     #: (feature ``days_since_urgent_ticket``), on these channels.
-    urgent_ticket_suppression: str | None = "7d"
+    urgent_ticket_suppression: Duration | None = "7d"
     suppression_channels: list[Channel] = Field(
         default_factory=lambda: [Channel.EMAIL, Channel.IN_APP]
     )
     review: ReviewSettings = ReviewSettings()
     #: How long after a decision the account's lifecycle events count as its outcome.
-    attribution_window: str = "30d"
-
-    @field_validator("attribution_window")
-    @classmethod
-    def _window(cls, value: str) -> str:
-        parse_duration(value)
-        return value
-
-    @field_validator("urgent_ticket_suppression")
-    @classmethod
-    def _duration(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_duration(value)
-        return value
+    attribution_window: Duration = "30d"
 
 
 class SmtpSettings(_Strict):

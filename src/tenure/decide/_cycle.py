@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from sqlalchemy import Connection, func, insert, select
 
-from tenure._config_decide import Channel
+from tenure._config_decide import Channel, parse_duration
 from tenure.decide._engine import Decider, Decision, Prepare
 from tenure.decide._guardrails import Guardrails, Ledger, Verdict, decide_lock
 from tenure.decide._policy import CompiledRule, PolicySet, load_policies
@@ -343,7 +343,7 @@ def _run(
     decision_rows: list[dict[str, Any]] = []
     outbox_rows: list[dict[str, Any]] = []
     review_rows: list[dict[str, Any]] = []
-    expires = at + _duration(settings.review.expires_after)
+    expires = at + parse_duration(settings.review.expires_after)
     customers, work = _candidates(connection, decider, accounts, fired, in_review, at)
     for state, matches in work:
         decision = decider.decide(
@@ -414,12 +414,6 @@ def _outbox_row(
         "not_before": decision.not_before,
         "created_at": decision.decided_at,
     }
-
-
-def _duration(text: str) -> dt.timedelta:
-    from tenure._config_decide import parse_duration
-
-    return parse_duration(text)
 
 
 def _dir(project: Project, name: str) -> Path:

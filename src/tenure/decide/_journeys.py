@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import Connection, func, insert, select, update
 
-from tenure._config_decide import parse_duration
+from tenure._config_decide import Duration, parse_duration
 from tenure.decide._cycle import _decision_row, _outbox_row, preparer
 from tenure.decide._engine import Candidate, Decision, Prepare, decision_id
 from tenure.decide._explain import explain
@@ -73,7 +73,7 @@ class Step(BaseModel):
 
     id: str
     send: Action | None = None
-    wait: str | None = None
+    wait: Duration | None = None
     branch: list[Branch] | None = None
 
     @model_validator(mode="after")
@@ -81,8 +81,6 @@ class Step(BaseModel):
         kinds = [k for k in ("send", "wait", "branch") if getattr(self, k) is not None]
         if len(kinds) != 1:
             raise ValueError(f"step {self.id!r} needs exactly one of send, wait, branch")
-        if self.wait is not None:
-            parse_duration(self.wait)
         return self
 
 

@@ -42,7 +42,7 @@ from pydantic import (
     model_validator,
 )
 
-from tenure._config_decide import Channel, parse_duration
+from tenure._config_decide import Channel, Duration, parse_duration
 from tenure.errors import ConfigError, ConfigProblem, PolicyError
 
 __all__ = [
@@ -99,7 +99,7 @@ class Rule(BaseModel):
     action: Action
     priority: int = 0
     stages: list[str] | None = None
-    cooldown: str | None = None
+    cooldown: Duration | None = None
     description: str = ""
 
     @field_validator("id")
@@ -107,13 +107,6 @@ class Rule(BaseModel):
     def _id(cls, value: str) -> str:
         if not _NAME.match(value):
             raise ValueError(f"lower-case letters, digits, _ and - (got {value!r})")
-        return value
-
-    @field_validator("cooldown")
-    @classmethod
-    def _cooldown(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_duration(value)
         return value
 
 

@@ -57,14 +57,14 @@ def test_init_then_status_json(tmp_path: Path) -> None:
     code, out, _ = invoke("status", "--project", str(tmp_path / "p"), "--json")
     assert code == 0
     status = json.loads(out)
-    assert status["store_revision"] == "0004"
+    assert status["store_revision"] == "0005"
     assert status["store_tables"] == {
         name: 0
         for name in (
-            "audit_log", "consent", "customer_state", "decisions", "delivery_attempts",
-            "in_app_messages", "ingest_runs", "journey_runs", "journey_steps", "model_events",
-            "model_versions", "outbox",
-            "policy_versions", "quarantine", "review_queue",
+            "api_keys", "audit_log", "consent", "customer_state", "decisions",
+            "delivery_attempts", "in_app_messages", "inbox", "ingest_runs", "journey_runs",
+            "journey_steps", "model_events", "model_versions", "outbox", "policy_versions",
+            "quarantine", "review_queue",
         )
     }  # fmt: skip
     assert status["last_ingest"] is None

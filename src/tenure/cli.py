@@ -32,6 +32,7 @@ from tenure._cli_common import project as project_at
 from tenure._cli_decide import journeys_app, policies_app, review_app, templates_app
 from tenure._cli_deliver import deliveries_app, worker
 from tenure._cli_models import models_app
+from tenure._cli_serve import keys_app, serve
 from tenure.errors import TenureError
 
 __all__ = ["app", "main"]
@@ -59,6 +60,7 @@ app.add_typer(policies_app, name="policies")
 app.add_typer(journeys_app, name="journeys")
 app.add_typer(templates_app, name="templates")
 app.add_typer(deliveries_app, name="deliveries")
+app.add_typer(keys_app, name="keys")
 
 
 @app.callback()
@@ -475,6 +477,7 @@ app.command("stages")(_cli_pipeline.stages)
 app.command("decide")(_cli_decide.decide)
 app.command("explain")(_cli_decide.explain)
 app.command("worker")(worker)
+app.command("serve")(serve)
 
 
 @app.command()

@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from tenure._config_decide import DecideSettings, DeliverySettings
+from tenure._config_serve import ServeSettings
 from tenure.errors import ConfigError, ConfigProblem, ProjectNotFoundError
 from tenure.features._definitions import FeatureDefinition, FeatureEntity
 
@@ -367,6 +368,7 @@ class ProjectConfig(BaseModel):
     health: HealthSettings = HealthSettings()
     decide: DecideSettings = DecideSettings()
     delivery: DeliverySettings = DeliverySettings()
+    serve: ServeSettings = ServeSettings()
 
 
 _SECTIONS: dict[str, type[BaseModel]] = {
@@ -377,6 +379,7 @@ _SECTIONS: dict[str, type[BaseModel]] = {
     "identity": IdentitySettings,
     "decide": DecideSettings,
     "delivery": DeliverySettings,
+    "serve": ServeSettings,
 }
 
 
@@ -652,4 +655,24 @@ delivery:
   # Unsubscribe links point here (`tenure serve` records the opt-out).
   public_url: http://127.0.0.1:8000
   unsubscribe_secret_env: TENURE_UNSUBSCRIBE_SECRET
+
+# `tenure serve`: the HTTP API (Segment-compatible collection, read and act).
+serve:
+  host: 127.0.0.1
+  port: 8000
+  max_event_bytes: 32768      # Segment's limits: one event, one (gunzipped) request
+  max_batch_bytes: 512000
+  loader: true                # move acknowledged events from the inbox to the lake
+  loader_interval: 5s
+  loader_batch: 50000
+  dedupe_window: 7d           # a retried messageId is a no-op for at least this long
+  rate_limit: 500             # requests per second per API key (burst: rate_burst)
+  rate_burst: 1000
+  key_cache_seconds: 5        # a key revoked elsewhere stops working within this time
+  pseudonym_secret_env: TENURE_PSEUDONYM_SECRET
+  stripe_secret_env: TENURE_STRIPE_WEBHOOK_SECRET
+  stripe_tolerance: 5m
+  tracing: none               # none | console | otlp
+  otlp_endpoint: http://127.0.0.1:4318/v1/traces
+  access_log: true
 """

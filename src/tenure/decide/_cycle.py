@@ -9,13 +9,10 @@ again adds nothing.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 import functools
 import hashlib
-import os
-import secrets
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -35,6 +32,7 @@ from tenure.decide._templates import TemplateSet, load_templates
 from tenure.decide._versions import ensure_version
 from tenure.errors import TemplateError
 from tenure.govern.consent import unsubscribe_token
+from tenure.govern.secrets import project_secret
 from tenure.store._tables import decisions, outbox, review_queue
 
 if TYPE_CHECKING:
@@ -69,22 +67,9 @@ class CycleReport:
 
 def unsubscribe_secret(project: Project) -> bytes:
     """The secret from the configured environment variable, else the project's own key file."""
-    name = project.config.delivery.unsubscribe_secret_env
-    value = os.environ.get(name)
-    if value:
-        return value.encode()
-    path = project.root / ".tenure" / "unsubscribe.key"
-    if not path.exists():
-        # written whole under another name, then linked into place: a concurrent
-        # first use either wins or reads the winner's complete key, never a torn one
-        path.parent.mkdir(parents=True, exist_ok=True)
-        draft = path.with_name(f".unsubscribe.{os.getpid()}.{secrets.token_hex(4)}")
-        draft.write_text(secrets.token_urlsafe(32))
-        draft.chmod(0o600)
-        with contextlib.suppress(FileExistsError):
-            os.link(draft, path)
-        draft.unlink()
-    return path.read_text().strip().encode()
+    return project_secret(
+        project.root, "unsubscribe", project.config.delivery.unsubscribe_secret_env
+    )
 
 
 def _variables(

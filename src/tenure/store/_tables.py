@@ -29,12 +29,14 @@ from sqlalchemy import (
 
 __all__ = [
     "UTCDateTime",
+    "api_keys",
     "audit_log",
     "consent",
     "customer_state",
     "decisions",
     "delivery_attempts",
     "in_app_messages",
+    "inbox",
     "ingest_runs",
     "journey_runs",
     "journey_steps",
@@ -381,4 +383,42 @@ journey_steps = Table(
     Column("detail", Text, nullable=False),
     Column("decision_id", String(40)),
     Index(None, "run_id"),
+)
+
+#: Events acknowledged by the HTTP collection API, waiting for the loader to move
+#: them to the lake. A row is committed before the request is acknowledged; the
+#: unique message id is what makes a client's retry a no-op. Loaded rows stay
+#: for the dedupe window, then are pruned.
+inbox = Table(
+    "inbox",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("message_id", String(200), nullable=False, unique=True),
+    Column("source", String(64), nullable=False),  # the write key's id, or a webhook name
+    Column("received_at", UTCDateTime(), nullable=False),
+    Column("payload", Text, nullable=False),  # the event as JSON, as the loader reads it
+    Column("loaded_at", UTCDateTime()),
+    Index(
+        "ix_inbox_waiting",
+        "id",
+        sqlite_where=text("loaded_at IS NULL"),
+        postgresql_where=text("loaded_at IS NULL"),
+    ),
+    Index(None, "loaded_at"),
+)
+
+#: API keys. Only a hash of the secret is kept; the key is shown once, at creation.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),  # public part of the key, e.g. k7f3…
+    Column("name", String(200), nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("expires_at", UTCDateTime()),
+    Column("revoked_at", UTCDateTime()),
+    Column("rotated_to", String(32)),
+    Column("last_used_at", UTCDateTime()),
 )

@@ -1,0 +1,146 @@
+"""The FastAPI application of ``tenure serve``.
+
+It reads and writes the operational store only; the warehouse's DuckDB file
+is never opened here (batch steps publish what the online path needs). The
+background loader opens the lake's index for the duration of one load and
+closes it again, so ``tenure ingest`` and the batch steps can run between loads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI
+
+from tenure import __version__
+from tenure._config_decide import parse_duration
+from tenure.api._auth import KeyCache, RateLimiter
+from tenure.api._errors import JsonResponse, install_error_handlers
+from tenure.api._metrics import Metrics
+from tenure.api._telemetry import RequestMiddleware, make_logger, make_tracer
+from tenure.collect._inbox import InboxWriter, load_inbox, prune_inbox
+from tenure.govern.secrets import project_secret
+from tenure.project import Project
+
+__all__ = ["AppState", "create_app", "load_once"]
+
+_DESCRIPTION = """\
+tenure's HTTP API.
+
+* **Collection** (`/v1/*`) speaks Segment's HTTP tracking API: point a Segment or
+  RudderStack SDK at this host with an `ingest` key as its write key.
+* **Read and act**: profiles, the next-best action, in-app messages, decisions,
+  the review queue, policies, models, consent and erasure.
+
+Authenticate with an API key (`tenure keys create --role …`) as
+`Authorization: Bearer <key>`, or as the user name of HTTP basic auth.
+Every error is a JSON body naming the problem and, where one is to blame, the field.
+"""
+
+
+@dataclass
+class AppState:
+    project: Project
+    writer: InboxWriter
+    keys: KeyCache
+    limiter: RateLimiter
+    metrics: Metrics
+    tracer: Any
+    log: Any
+    pseudonym_secret: bytes
+    loader_error: str | None = None
+
+
+def load_once(project: Project, state: AppState | None = None) -> int:
+    """Move the inbox to the lake once (opening the lake index just for it); events loaded."""
+    loader = Project(project.root, project.config, clock=project.clock)
+    try:
+        report = load_inbox(loader)
+        if state is not None:
+            with state.tracer.start_as_current_span("collect.load") as span:
+                span.set_attribute("tenure.loaded", report.loaded if report else 0)
+        window = parse_duration(project.config.serve.dedupe_window)
+        with loader.store.begin() as connection:
+            prune_inbox(connection, before=project.clock() - window)
+    finally:
+        loader.close()
+    if report is None:
+        return 0
+    if state is not None:
+        state.metrics.loaded.labels("loaded").inc(report.loaded)
+        state.metrics.loaded.labels("duplicate").inc(report.duplicates)
+        state.metrics.loaded.labels("quarantined").inc(report.quarantined)
+    return report.loaded
+
+
+async def _loader(state: AppState) -> None:
+    interval = parse_duration(state.project.config.serve.loader_interval).total_seconds()
+    # one thread: the lake index's DuckDB connection belongs to a single thread of work
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tenure-loader") as pool:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                loaded = await loop.run_in_executor(pool, load_once, state.project, state)
+                state.loader_error = None
+                if loaded:
+                    state.log.info("inbox loaded", events=loaded)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # e.g. the index is locked by `tenure ingest`: next time
+                state.loader_error = f"{type(error).__name__}: {error}"
+                state.log.warning("inbox load failed", error=state.loader_error)
+            await asyncio.sleep(interval)
+
+
+def create_app(project: Project, *, loader: bool | None = None) -> FastAPI:
+    """The API for *project*. *loader* overrides ``serve.loader`` (tests turn it off)."""
+    settings = project.config.serve
+    tracer, provider = make_tracer(settings)
+    run_loader = settings.loader if loader is None else loader
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = AppState(
+            project=project,
+            writer=InboxWriter(project.store, project.clock),
+            keys=KeyCache(settings.key_cache_seconds),
+            limiter=RateLimiter(settings.rate_limit, settings.rate_burst),
+            metrics=Metrics(project.store, project.clock),
+            tracer=tracer,
+            log=make_logger(settings.access_log),
+            pseudonym_secret=project_secret(
+                project.root, "pseudonym", settings.pseudonym_secret_env
+            ),
+        )
+        app.state.tenure = state
+        task = asyncio.create_task(_loader(state)) if run_loader else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            state.writer.close()
+            if provider is not None:
+                provider.shutdown()
+
+    app = FastAPI(
+        title="tenure",
+        version=__version__,
+        description=_DESCRIPTION,
+        lifespan=lifespan,
+        default_response_class=JsonResponse,
+    )
+    install_error_handlers(app)
+    app.add_middleware(RequestMiddleware)
+    from tenure.api import _collect, _ops  # routers, imported late to keep this module light
+
+    app.include_router(_ops.router)
+    app.include_router(_collect.router)
+    return app

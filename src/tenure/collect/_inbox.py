@@ -1,0 +1,287 @@
+"""The inbox: where the HTTP API commits events before it acknowledges them, and its loader.
+
+Writing: :class:`InboxWriter` is one thread with one connection. Requests
+hand it their events and wait; it commits whatever has arrived meanwhile in
+one transaction (group commit), so a busy server pays one synchronous commit
+for many requests, and no request is answered before its events are durable.
+A message id already in the inbox is a duplicate: it is counted, not stored
+again.
+
+Loading: :func:`load_inbox` moves waiting events to the lake through the
+same validation, dedupe and quarantine as file ingest, then marks them
+loaded. A crash between the lake write and the mark only means the next run
+sees those events again, and the lake's own dedupe on message id drops them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import queue
+import threading
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, Engine, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from tenure.collect._http import CollectedEvent
+from tenure.collect._ingest import (
+    SEGMENT_SOURCE,
+    IngestReport,
+    InputReport,
+    _finish,
+    _flush,
+    _load_batch,
+    _start_pending,
+    new_run_id,
+)
+from tenure.collect._segment import load_lines
+from tenure.project import Project
+from tenure.store import add_quarantined, start_run
+from tenure.store._tables import inbox
+
+__all__ = ["InboxStats", "InboxWriter", "Written", "inbox_stats", "load_inbox", "prune_inbox"]
+
+#: The most requests one commit takes; more wait for the next one.
+_GROUP = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    accepted: int
+    duplicates: int
+
+
+@dataclass
+class _Request:
+    source: str
+    events: Sequence[CollectedEvent]
+    done: Callable[[Written | BaseException], None]
+
+
+def _insert(dialect: str):  # type: ignore[no-untyped-def]
+    if dialect == "postgresql":
+        return postgresql.insert(inbox).on_conflict_do_nothing(index_elements=["message_id"])
+    return sqlite.insert(inbox).on_conflict_do_nothing(index_elements=["message_id"])
+
+
+def write_events(
+    connection: Connection, groups: Sequence[tuple[str, Sequence[CollectedEvent]]], at: dt.datetime
+) -> list[Written]:
+    """Insert each group's events (in the caller's transaction); what each group added."""
+    wanted = {e.message_id for _, events in groups for e in events}
+    present: set[str] = set()
+    ids = list(wanted)
+    for start in range(0, len(ids), 5000):
+        chunk = ids[start : start + 5000]
+        present.update(
+            connection.execute(
+                select(inbox.c.message_id).where(inbox.c.message_id.in_(chunk))
+            ).scalars()
+        )
+    rows = []
+    results = []
+    for source, events in groups:
+        accepted = 0
+        for event in events:
+            if event.message_id in present:
+                continue
+            present.add(event.message_id)  # a second copy in the same commit is a duplicate too
+            accepted += 1
+            rows.append(
+                {
+                    "message_id": event.message_id,
+                    "source": source,
+                    "received_at": at,
+                    "payload": event.payload.decode(),
+                }
+            )
+        results.append(Written(accepted, len(events) - accepted))
+    if rows:
+        connection.execute(_insert(connection.dialect.name), rows)
+    return results
+
+
+class InboxWriter:
+    """Commits events for concurrent requests, many requests per transaction."""
+
+    def __init__(self, engine: Engine, clock: Callable[[], dt.datetime]) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._queue: queue.Queue[_Request | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="tenure-inbox", daemon=True)
+        self._thread.start()
+
+    def write_sync(self, source: str, events: Sequence[CollectedEvent]) -> Written:
+        """Commit *events* (from a worker thread or a test); returns once they are durable."""
+        done = threading.Event()
+        box: list[Written | BaseException] = []
+
+        def finish(result: Written | BaseException) -> None:
+            box.append(result)
+            done.set()
+
+        self._queue.put(_Request(source, events, finish))
+        done.wait()
+        if isinstance(box[0], BaseException):
+            raise box[0]
+        return box[0]
+
+    async def write(self, source: str, events: Sequence[CollectedEvent]) -> Written:
+        """Commit *events*; returns (without blocking the loop) once they are durable."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Written] = loop.create_future()
+
+        def finish(result: Written | BaseException) -> None:
+            loop.call_soon_threadsafe(_settle, future, result)
+
+        self._queue.put(_Request(source, events, finish))
+        return await future
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            group = [first]
+            stop = False
+            while len(group) < _GROUP:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                group.append(item)
+            try:
+                with self._engine.begin() as connection:
+                    written = write_events(
+                        connection, [(r.source, r.events) for r in group], self._clock()
+                    )
+            except Exception as error:  # every waiting request hears of it
+                for request in group:
+                    request.done(error)
+            else:
+                for request, result in zip(group, written, strict=True):
+                    request.done(result)
+            if stop:
+                return
+
+
+def _settle(future: asyncio.Future[Written], result: Written | BaseException) -> None:
+    if future.done():  # the request was cancelled (client went away); its events are committed
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
+
+
+@dataclass(frozen=True, slots=True)
+class InboxStats:
+    waiting: int
+    oldest_waiting: dt.datetime | None
+    loaded: int
+
+
+def inbox_stats(connection: Connection) -> InboxStats:
+    waiting = inbox.c.loaded_at.is_(None)
+    row = connection.execute(
+        select(func.count(), func.min(inbox.c.received_at)).where(waiting)
+    ).one()
+    loaded = connection.execute(select(func.count()).where(~waiting)).scalar_one()
+    return InboxStats(int(row[0]), row[1], int(loaded))
+
+
+def load_inbox(project: Project, *, batch: int | None = None) -> IngestReport | None:
+    """Move waiting inbox events to the lake, *batch* at a time; None when none wait."""
+    size = batch or project.config.serve.loader_batch
+    started = project.clock()
+    run_id: str | None = None
+    reports: list[InputReport] = []
+    reasons: Counter[str] = Counter()
+    batch_no = 0
+    try:
+        while True:
+            with project.store.connect() as connection:
+                rows = connection.execute(
+                    select(inbox.c.id, inbox.c.source, inbox.c.payload)
+                    .where(inbox.c.loaded_at.is_(None))
+                    .order_by(inbox.c.id)
+                    .limit(size)
+                ).all()
+            if not rows:
+                break
+            if run_id is None:
+                run_id = new_run_id(started)
+                with project.store.begin() as connection:
+                    start_run(connection, run_id, started, ["inbox"])
+                project.index.recover()
+                _start_pending(project)
+            by_source: dict[str, list[tuple[int, str]]] = {}
+            for row in rows:
+                by_source.setdefault(row.source, []).append((row.id, row.payload))
+            for source, items in sorted(by_source.items()):
+                load_lines(project.index.con, [i for i, _ in items], [p.encode() for _, p in items])
+                now = project.clock()
+                outcome = _load_batch(
+                    project,
+                    label=f"inbox:{source}",
+                    source=source,
+                    reader=SEGMENT_SOURCE,
+                    run_id=run_id,
+                    batch_no=batch_no,
+                    now=now,
+                )
+                batch_no += 1
+                reasons.update(r.reason_code for r in outcome.rejected)
+                reports.append(
+                    InputReport(
+                        f"inbox:{source}",
+                        "inbox",
+                        outcome.loaded,
+                        outcome.duplicates,
+                        len(outcome.rejected),
+                    )
+                )
+                _stage_done(project, run_id, outcome.rejected, [i for i, _ in items], batch_no)
+                batch_no += 1
+            if len(rows) < size:
+                break
+    except BaseException as error:
+        if run_id is not None:
+            _finish(project, run_id, reports, f"{type(error).__name__}: {error}")
+        raise
+    if run_id is None:
+        return None
+    _finish(project, run_id, reports, None)
+    return IngestReport(run_id, started, project.clock(), tuple(reports), dict(reasons))
+
+
+def _stage_done(
+    project: Project, run_id: str, rejected: Sequence[object], ids: list[int], batch_no: int
+) -> None:
+    """Flush to the lake, then quarantine the rejects and mark the rows loaded, together."""
+    now = project.clock()
+    _flush(project, run_id=run_id, batch_no=batch_no, now=now)
+    with project.store.begin() as connection:
+        add_quarantined(connection, run_id, now, rejected)  # type: ignore[arg-type]
+        for start in range(0, len(ids), 5000):
+            connection.execute(
+                update(inbox).where(inbox.c.id.in_(ids[start : start + 5000])).values(loaded_at=now)
+            )
+
+
+def prune_inbox(connection: Connection, *, before: dt.datetime) -> int:
+    """Delete events loaded before *before* (past the dedupe window); how many went."""
+    result = connection.execute(
+        delete(inbox).where(inbox.c.loaded_at.is_not(None), inbox.c.loaded_at < before)
+    )
+    return int(result.rowcount or 0)

@@ -444,6 +444,7 @@ EXPECTED_EVENTS = {
     "Message Opened",
     "Message Clicked",
     "Message Bounced",
+    "Message Dismissed",
     "Message Unsubscribed",
     # Segment e-commerce
     "Product Viewed",
@@ -476,6 +477,7 @@ EXPECTED_REQUIRED = {
     "Message Opened": {"channel"},
     "Message Clicked": {"channel"},
     "Message Bounced": {"channel"},
+    "Message Dismissed": {"channel"},
     "Message Unsubscribed": {"channel"},
     "Order Completed": {"order_id", "revenue"},
     "Order Refunded": {"order_id"},

@@ -74,9 +74,11 @@ def worker(
     SIGTERM or Ctrl-C stops after the current send. On SQLite run one worker;
     on PostgreSQL run as many as you like.
     """
+    from tenure._tracing import configure_tracing
     from tenure.deliver import run_worker
 
     with errors(), project_at(project_dir) as opened, _stop_on_signals() as stop:
+        configure_tracing(opened.config.serve)
         counts = run_worker(
             opened,
             worker_id=worker_id,

@@ -47,6 +47,10 @@ class ServeSettings(BaseModel):
     #: Webhook signing secrets, by environment variable name (never the secret itself).
     stripe_secret_env: str = "TENURE_STRIPE_WEBHOOK_SECRET"  # noqa: S105
     stripe_tolerance: Duration = "5m"
+    #: HubSpot's and Zendesk's webhooks may be signed instead of carrying an API key:
+    #: the app's client secret, and the Zendesk webhook's signing secret.
+    hubspot_secret_env: str = "TENURE_HUBSPOT_CLIENT_SECRET"  # noqa: S105
+    zendesk_secret_env: str = "TENURE_ZENDESK_WEBHOOK_SECRET"  # noqa: S105
     tracing: Tracing = Tracing.NONE
     otlp_endpoint: str = "http://127.0.0.1:4318/v1/traces"
     #: Structured JSON logs of every request (with its request id) on standard error.

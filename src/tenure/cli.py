@@ -535,7 +535,8 @@ def demo(
     out.print(
         f"\nnext: [bold]tenure status -p {result.project}[/] · "
         f"[bold]tenure profile -p {result.project} {result.example_profile}[/] · "
-        f"[bold]tenure quarantine list -p {result.project}[/]"
+        f"[bold]tenure quarantine list -p {result.project}[/] · "
+        f"[bold]tenure serve -p {result.project}[/] (the HTTP API; keys: tenure keys create)"
     )
 
 

@@ -672,6 +672,9 @@ serve:
   pseudonym_secret_env: TENURE_PSEUDONYM_SECRET
   stripe_secret_env: TENURE_STRIPE_WEBHOOK_SECRET
   stripe_tolerance: 5m
+  # HubSpot and Zendesk webhooks: an events:write API key, or (once set) their signature
+  hubspot_secret_env: TENURE_HUBSPOT_CLIENT_SECRET    # the HubSpot app's client secret
+  zendesk_secret_env: TENURE_ZENDESK_WEBHOOK_SECRET   # the Zendesk webhook's signing secret
   tracing: none               # none | console | otlp
   otlp_endpoint: http://127.0.0.1:4318/v1/traces
   access_log: true

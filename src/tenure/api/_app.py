@@ -19,10 +19,11 @@ from fastapi import FastAPI
 
 from tenure import __version__
 from tenure._config_decide import parse_duration
+from tenure._tracing import configure_tracing, tracer
 from tenure.api._auth import KeyCache, RateLimiter
 from tenure.api._errors import JsonResponse, install_error_handlers
 from tenure.api._metrics import Metrics
-from tenure.api._telemetry import RequestMiddleware, make_logger, make_tracer
+from tenure.api._telemetry import RequestMiddleware, make_logger
 from tenure.collect._inbox import InboxWriter, load_inbox, prune_inbox
 from tenure.govern.secrets import project_secret
 from tenure.project import Project
@@ -60,10 +61,9 @@ def load_once(project: Project, state: AppState | None = None) -> int:
     """Move the inbox to the lake once (opening the lake index just for it); events loaded."""
     loader = Project(project.root, project.config, clock=project.clock)
     try:
-        report = load_inbox(loader)
-        if state is not None:
-            with state.tracer.start_as_current_span("collect.load") as span:
-                span.set_attribute("tenure.loaded", report.loaded if report else 0)
+        with tracer().start_as_current_span("collect.load") as span:
+            report = load_inbox(loader)
+            span.set_attribute("tenure.events", report.loaded if report else 0)
         window = parse_duration(project.config.serve.dedupe_window)
         with loader.store.begin() as connection:
             prune_inbox(connection, before=project.clock() - window)
@@ -100,7 +100,7 @@ async def _loader(state: AppState) -> None:
 def create_app(project: Project, *, loader: bool | None = None) -> FastAPI:
     """The API for *project*. *loader* overrides ``serve.loader`` (tests turn it off)."""
     settings = project.config.serve
-    tracer, provider = make_tracer(settings)
+    configure_tracing(settings)
     run_loader = settings.loader if loader is None else loader
 
     @contextlib.asynccontextmanager
@@ -111,7 +111,7 @@ def create_app(project: Project, *, loader: bool | None = None) -> FastAPI:
             keys=KeyCache(settings.key_cache_seconds),
             limiter=RateLimiter(settings.rate_limit, settings.rate_burst),
             metrics=Metrics(project.store, project.clock),
-            tracer=tracer,
+            tracer=tracer(),
             log=make_logger(settings.access_log),
             pseudonym_secret=project_secret(
                 project.root, "pseudonym", settings.pseudonym_secret_env
@@ -127,8 +127,6 @@ def create_app(project: Project, *, loader: bool | None = None) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             state.writer.close()
-            if provider is not None:
-                provider.shutdown()
 
     app = FastAPI(
         title="tenure",
@@ -139,8 +137,9 @@ def create_app(project: Project, *, loader: bool | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.add_middleware(RequestMiddleware)
-    from tenure.api import _collect, _ops  # routers, imported late to keep this module light
+    # routers, imported late to keep this module light
+    from tenure.api import _act, _collect, _ops, _profiles, _webhooks
 
-    app.include_router(_ops.router)
-    app.include_router(_collect.router)
+    for module in (_ops, _collect, _webhooks, _profiles, _act):
+        app.include_router(module.router)
     return app

@@ -179,4 +179,5 @@ def require(scope: Scope) -> Callable[..., Principal]:
         return principal
 
     dependency.__name__ = f"require_{scope.name.lower()}"
+    dependency.scope = scope  # type: ignore[attr-defined]  # what tests and docs read
     return dependency

@@ -103,11 +103,26 @@ def _body_doc(model: type[BaseModel]) -> dict[str, Any]:
 _ERRORS = error_responses(400, 401, 403, 413, 429)
 
 
+async def _read_capped(request: Request, limit: int) -> bytes:
+    """The body, refused as soon as it passes *limit* bytes (never buffered whole)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestError("body", f"is larger than the limit of {limit} bytes", status=413)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestError("body", f"is larger than the limit of {limit} bytes", status=413)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def _collect(request: Request, route_type: str | None) -> Accepted:
     state = request.app.state.tenure
     settings = state.project.config.serve
-    body = await request.body()
     try:
+        body = await _read_capped(request, settings.max_batch_bytes)
         document = decode_body(
             body, request.headers.get("content-encoding"), settings.max_batch_bytes
         )

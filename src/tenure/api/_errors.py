@@ -14,7 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import Response
+from starlette.responses import JSONResponse
 
 from tenure.collect._http import RequestError
 from tenure.errors import (
@@ -29,10 +29,12 @@ from tenure.errors import (
 __all__ = ["ApiError", "ErrorBody", "JsonResponse", "error_responses", "install_error_handlers"]
 
 
-class JsonResponse(Response):
-    """JSON rendered by orjson (datetimes as ISO 8601, dataclasses as objects)."""
+class JsonResponse(JSONResponse):
+    """JSON rendered by orjson (datetimes as ISO 8601, dataclasses as objects).
 
-    media_type = "application/json"
+    A :class:`JSONResponse` so that FastAPI documents each route's response model
+    in OpenAPI (for any other response class it writes ``{"type": "string"}``).
+    """
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY)
@@ -47,6 +49,10 @@ class ErrorBody(BaseModel):
         default=None, description="where the problem is, e.g. batch[3].userId or query.limit"
     )
     request_id: str | None = Field(default=None, description="the X-Request-ID of the request")
+    code: str = Field(
+        description="the same as `error`, where Segment's API puts it: the Segment and "
+        "RudderStack SDKs read `code` and `message` to tell a refusal from a failure"
+    )
 
     model_config = {
         "json_schema_extra": {
@@ -56,6 +62,7 @@ class ErrorBody(BaseModel):
                     "message": "an event needs a userId or an anonymousId",
                     "field": "batch[3].userId",
                     "request_id": "5f0c9d2e7a4b4c1e",
+                    "code": "invalid_request",
                 }
             ]
         }
@@ -126,7 +133,7 @@ def _answer(
     headers: dict[str, str] | None = None,
 ) -> JsonResponse:
     body = ErrorBody(
-        error=code, message=message, field=field, request_id=_request_id(request)
+        error=code, message=message, field=field, request_id=_request_id(request), code=code
     ).model_dump()
     return JsonResponse(body, status_code=status, headers=headers)
 
@@ -139,6 +146,10 @@ def _location(loc: Any) -> str:
         else:
             parts.append(("." if parts else "") + str(part))
     return "".join(parts)
+
+
+#: FastAPI's detail for a request body it could not decode at all.
+_UNPARSABLE_BODY = "There was an error parsing the body"
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -161,6 +172,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def http_error(request: Request, error: Exception) -> JsonResponse:
         assert isinstance(error, StarletteHTTPException)
+        if error.status_code == 400 and error.detail == _UNPARSABLE_BODY:
+            # FastAPI answers a body that is not UTF-8 with this 400, but invalid JSON
+            # with a 422: both are the same mistake, answered as the documented 422
+            return _answer(request, 422, "invalid_request", "is not JSON in UTF-8", "body")
         code = _CODES.get(error.status_code, "error")
         headers = dict(error.headers) if error.headers else None
         return _answer(request, error.status_code, code, str(error.detail), None, headers)

@@ -1,9 +1,7 @@
-"""Tracing and request logs: OpenTelemetry spans (off by default) and JSON log lines.
+"""Request logs and metrics: one structlog JSON line and one observation per request.
 
-Spans wrap the work that matters (collection writes, inbox loads, decisions,
-deliveries); the exporter is chosen in ``serve.tracing``. Logs are structlog
-JSON lines on standard error, one per request, with its request id, route,
-status, latency and the calling key's id (never the key itself).
+Each line carries the request id, route, status, latency and the calling
+key's id (never the key itself). Tracing is :mod:`tenure._tracing`.
 """
 
 from __future__ import annotations
@@ -15,54 +13,13 @@ import uuid
 from typing import Any
 
 import structlog
-from opentelemetry import trace
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import (
-    BatchSpanProcessor,
-    ConsoleSpanExporter,
-    SimpleSpanProcessor,
-    SpanExporter,
-)
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tenure._config_serve import ServeSettings, Tracing
-from tenure.errors import ConfigError, ConfigProblem
-
-__all__ = ["RequestMiddleware", "make_logger", "make_tracer"]
-
-
-def make_tracer(settings: ServeSettings) -> tuple[trace.Tracer, TracerProvider | None]:
-    """The tracer the app's spans go to, and its provider (to shut down) if one was made."""
-    if settings.tracing is Tracing.NONE:
-        return trace.NoOpTracer(), None
-    exporter: SpanExporter
-    if settings.tracing is Tracing.CONSOLE:
-        exporter = ConsoleSpanExporter(out=sys.stderr)
-        processor: Any = SimpleSpanProcessor(exporter)
-    else:
-        try:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore[import-not-found]
-                OTLPSpanExporter,
-            )
-        except ImportError:
-            raise ConfigError(
-                "serve.tracing",
-                [ConfigProblem("serve.tracing", "otlp needs opentelemetry-exporter-otlp-proto-http "
-                               "installed (pip install opentelemetry-exporter-otlp-proto-http)",
-                               "otlp")],
-            ) from None  # fmt: skip
-        exporter = OTLPSpanExporter(endpoint=settings.otlp_endpoint)
-        processor = BatchSpanProcessor(exporter)
-    provider = TracerProvider(resource=Resource.create({"service.name": "tenure"}))
-    provider.add_span_processor(processor)
-    return provider.get_tracer("tenure"), provider
+__all__ = ["RequestMiddleware", "make_logger"]
 
 
 def make_logger(enabled: bool) -> Any:
-    """A structlog logger writing JSON lines to standard error (or nowhere)."""
-    if not enabled:
-        return structlog.wrap_logger(None, logger_factory=lambda *_: _Null())
+    """A structlog logger writing JSON lines to standard error (silent when not *enabled*)."""
     return structlog.wrap_logger(
         structlog.PrintLogger(file=sys.stderr),
         processors=[
@@ -70,15 +27,12 @@ def make_logger(enabled: bool) -> Any:
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.JSONRenderer(),
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        # disabled: only CRITICAL would pass (the API logs nothing at that level),
+        # and a filtered call costs one level check
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.INFO if enabled else logging.CRITICAL
+        ),
     )
-
-
-class _Null:
-    def msg(self, *_: Any, **__: Any) -> None:
-        return None
-
-    info = warning = error = exception = debug = msg
 
 
 class RequestMiddleware:

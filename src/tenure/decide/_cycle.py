@@ -24,6 +24,7 @@ import orjson
 from sqlalchemy import Connection, func, insert, select
 
 from tenure._config_decide import Channel, parse_duration
+from tenure._tracing import tracer
 from tenure.decide._engine import Decider, Decision, Prepare
 from tenure.decide._guardrails import Guardrails, Ledger, Verdict, decide_lock
 from tenure.decide._policy import CompiledRule, PolicySet, load_policies
@@ -267,7 +268,12 @@ def decide(
     templates = load_templates(_dir(project, settings.templates_dir))
     cycle_id = "c_" + hashlib.sha256(f"{path}\x1f{at.isoformat()}".encode()).hexdigest()[:16]
     decider = Decider(policies, Guardrails(settings), preparer(project, templates))
-    with project.store.connect() as connection:
+    with (
+        tracer().start_as_current_span("decide.cycle") as span,
+        project.store.connect() as connection,
+    ):
+        span.set_attribute("tenure.path", path)
+        span.set_attribute("tenure.dry_run", dry_run)
         try:
             report = _run(
                 connection,
@@ -289,6 +295,7 @@ def decide(
             connection.rollback()
         else:
             connection.commit()
+        span.set_attribute("tenure.customers", report.customers)
     return dataclasses.replace(report, seconds=time.perf_counter() - started)
 
 

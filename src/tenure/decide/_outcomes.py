@@ -36,6 +36,7 @@ MESSAGE_OUTCOMES = {
     "Message Opened": "opened",
     "Message Clicked": "clicked",
     "Message Bounced": "bounced",
+    "Message Dismissed": "dismissed",
     "Message Unsubscribed": "unsubscribed",
 }
 ACCOUNT_OUTCOMES = {

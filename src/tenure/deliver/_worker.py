@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Connection, Engine
 
 from tenure._config_decide import Channel
+from tenure._tracing import tracer
 from tenure.deliver._channels import NetworkChannel, StoreChannel, build_channels
 from tenure.deliver._outbox import (
     Claimed,
@@ -167,6 +168,16 @@ class Worker:
         )
 
     def _process(
+        self, claimed: Claimed, counts: DeliveryCounts, stop_event: threading.Event | None
+    ) -> None:
+        delivery = claimed.delivery
+        with tracer().start_as_current_span("deliver.send") as span:
+            span.set_attribute("tenure.delivery_id", delivery.id)
+            span.set_attribute("tenure.channel", str(delivery.channel))
+            span.set_attribute("tenure.resend", claimed.resend)
+            self._process_one(claimed, counts, stop_event)
+
+    def _process_one(
         self, claimed: Claimed, counts: DeliveryCounts, stop_event: threading.Event | None
     ) -> None:
         delivery = claimed.delivery

@@ -439,6 +439,13 @@ _MESSAGING = (
         _MESSAGING_SOURCES,
     ),
     EventSpec(
+        "Message Dismissed",
+        EventGroup.MESSAGING,
+        "The recipient closed an in-app message without acting on it.",
+        _MESSAGE,
+        _MESSAGING_SOURCES,
+    ),
+    EventSpec(
         "Message Unsubscribed",
         EventGroup.MESSAGING,
         "The recipient unsubscribed from the channel (or the campaign) via this message.",

@@ -17,7 +17,6 @@ cannot be forged or altered.
 from __future__ import annotations
 
 import base64
-import binascii
 import datetime as dt
 import enum
 import hashlib
@@ -181,9 +180,10 @@ def verify_unsubscribe_token(token: str, secret: bytes) -> tuple[str, str]:
     encoded, _, signature = token.partition(".")
     try:
         body = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # binascii.Error, UnicodeDecodeError, or not ASCII at all
         raise InvalidTokenError("the unsubscribe link is damaged (not base64)") from None
     identifier, sep, channel = body.partition("\x1f")
-    if not sep or not hmac.compare_digest(signature, _sign(body, secret)):
+    expected = _sign(body, secret).encode()
+    if not sep or not hmac.compare_digest(signature.encode("utf-8", "replace"), expected):
         raise InvalidTokenError("the unsubscribe link is not valid (bad signature)")
     return identifier, channel

@@ -239,9 +239,13 @@ def _run_drivers(commands: list[list[str]]) -> list[dict[str, Any]]:
 
 
 def _cpu_seconds(pid: int) -> float:
-    """CPU time (user + system, all threads) a process has used so far (Linux)."""
+    """CPU time (user + system, all threads) a process and its live children used (Linux)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            total += _cpu_seconds(int(child))  # --workers: the server processes
+    return total
 
 
 def _cpu(server: subprocess.Popen[bytes], before: float, results: list[dict[str, Any]]) -> str:
@@ -257,7 +261,7 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _start_server(root: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+def _start_server(root: Path, log: Path, workers: int) -> tuple[subprocess.Popen[bytes], str]:
     port = _free_port()
     env = {
         **os.environ,
@@ -267,6 +271,7 @@ def _start_server(root: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
     }
     command = [sys.executable, "-c", "from tenure.cli import main; main()", "serve"]
     command += ["--no-loader", "--port", str(port), "--project", str(root)]
+    command += ["--workers", str(workers)]
     with log.open("ab") as stderr:
         server = subprocess.Popen(command, env=env, stdout=stderr, stderr=stderr)
     url = f"http://127.0.0.1:{port}"
@@ -336,6 +341,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=4, help="connections per process")
     parser.add_argument("--accounts", type=int, default=1000)
     parser.add_argument("--nba-clients", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=1, help="tenure serve --workers")
     parser.add_argument("--driver", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.driver:
@@ -344,10 +350,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="tenure-bench-serve-") as tmp:
         root = Path(tmp) / "bench"
         keys = _project(root, args.store, args.accounts)
-        server, url = _start_server(root, Path(tmp) / "serve.log")
+        server, url = _start_server(root, Path(tmp) / "serve.log", args.workers)
         try:
             print(
-                f"tenure serve on {url}, store {_store_name(args.store)}, "
+                f"tenure serve ({args.workers} worker(s)) on {url}, "
+                f"store {_store_name(args.store)}, "
                 f"{os.cpu_count()} cores shared by server and clients"
             )
             before = _cpu_seconds(server.pid)

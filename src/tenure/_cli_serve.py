@@ -7,7 +7,7 @@ the ``keys`` group.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -33,31 +33,47 @@ def serve(
         bool,
         typer.Option("--no-loader", help="Do not move the inbox to the lake in the background."),
     ] = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers", min=1, help="Server processes (use the cores; best on PostgreSQL)."
+        ),
+    ] = 1,
     project_dir: ProjectOption = None,
 ) -> None:
     """Run the HTTP API: Segment-compatible collection, read and act, metrics.
 
     Acknowledged events are loaded into the lake in the background every
-    serve.loader_interval. Stop with Ctrl-C or SIGTERM.
+    serve.loader_interval (by one process at a time). Stop with Ctrl-C or SIGTERM.
     """
+    import os
+
     import uvicorn
 
     from tenure.api import create_app
 
     with errors(), project_at(project_dir) as opened:
         settings = opened.config.serve
-        app = create_app(opened, loader=False if no_loader else None)
         bind_host = host or settings.host
         bind_port = settings.port if port is None else port
-        err.print(
-            f"tenure serving {opened.root} on http://{bind_host}:{bind_port}", highlight=False
-        )
+        where = f"http://{bind_host}:{bind_port}"
+        err.print(f"tenure serving {opened.root} on {where}", highlight=False)
+        options: dict[str, Any] = {"log_level": "warning", "access_log": False}
+        if workers == 1:
+            app = create_app(opened, loader=False if no_loader else None)
+            uvicorn.run(app, host=bind_host, port=bind_port, **options)
+            return
+        # each worker process builds its own app from the environment
+        os.environ["TENURE_PROJECT"] = str(opened.root)
+        if no_loader:
+            os.environ["TENURE_SERVE_LOADER"] = "false"
         uvicorn.run(
-            app,
+            "tenure.api:app_from_environment",
+            factory=True,
+            workers=workers,
             host=bind_host,
             port=bind_port,
-            log_level="warning",
-            access_log=False,
+            **options,
         )
 
 

@@ -11,8 +11,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-from collections.abc import AsyncIterator
+import fcntl
+import os
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -28,7 +31,7 @@ from tenure.collect._inbox import InboxWriter, load_inbox, prune_inbox
 from tenure.govern.secrets import project_secret
 from tenure.project import Project
 
-__all__ = ["AppState", "create_app", "load_once"]
+__all__ = ["AppState", "app_from_environment", "create_app", "load_once"]
 
 _DESCRIPTION = """\
 tenure's HTTP API.
@@ -57,18 +60,45 @@ class AppState:
     loader_error: str | None = None
 
 
+@contextlib.contextmanager
+def _loader_turn(project: Project) -> Iterator[bool]:
+    """Whether this process may load now: one loader at a time per lake, across processes.
+
+    Several server processes (``tenure serve --workers``) share one lake; the
+    one holding the lock file loads, the others skip this round quietly.
+    """
+    path = project.lake.root / "_loader.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def load_once(project: Project, state: AppState | None = None) -> int:
-    """Move the inbox to the lake once (opening the lake index just for it); events loaded."""
-    loader = Project(project.root, project.config, clock=project.clock)
-    try:
-        with tracer().start_as_current_span("collect.load") as span:
-            report = load_inbox(loader)
-            span.set_attribute("tenure.events", report.loaded if report else 0)
-        window = parse_duration(project.config.serve.dedupe_window)
-        with loader.store.begin() as connection:
-            prune_inbox(connection, before=project.clock() - window)
-    finally:
-        loader.close()
+    """Move the inbox to the lake once (opening the lake index just for it); events loaded.
+
+    Returns 0 without loading when another process is loading this lake.
+    """
+    with _loader_turn(project) as mine:
+        if not mine:
+            return 0
+        loader = Project(project.root, project.config, clock=project.clock)
+        try:
+            with tracer().start_as_current_span("collect.load") as span:
+                report = load_inbox(loader)
+                span.set_attribute("tenure.events", report.loaded if report else 0)
+            window = parse_duration(project.config.serve.dedupe_window)
+            with loader.store.begin() as connection:
+                prune_inbox(connection, before=project.clock() - window)
+        finally:
+            loader.close()
     if report is None:
         return 0
     if state is not None:
@@ -143,3 +173,8 @@ def create_app(project: Project, *, loader: bool | None = None) -> FastAPI:
     for module in (_ops, _collect, _webhooks, _profiles, _act):
         app.include_router(module.router)
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app for the project in ``TENURE_PROJECT``; each ``tenure serve --workers`` process's."""
+    return create_app(Project(Path(os.environ.get("TENURE_PROJECT", "."))))

@@ -19,11 +19,12 @@ import hashlib
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPBasic, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from tenure.api._errors import ApiError
 from tenure.govern.keys import ApiKey, Role, Scope, authenticate, sees_pii, touch_key
@@ -59,7 +60,21 @@ class KeyCache:
         self._touched: dict[str, dt.datetime] = {}
         self._lock = threading.Lock()
 
+    def fresh(self, presented: str, at: dt.datetime) -> ApiKey | None:
+        """The key if it was checked within the TTL and needs no write: no I/O at all."""
+        digest = hashlib.sha256(presented.encode()).hexdigest()
+        with self._lock:
+            cached = self._known.get(digest)
+            if cached is None or time.monotonic() - cached[0] >= self._ttl:
+                return None
+            key = cached[1]
+            last = self._touched.get(key.id)
+        if not key.active(at) or last is None or at - last >= _TOUCH_EVERY:
+            return None
+        return key
+
     def lookup(self, request: Request, presented: str) -> ApiKey | None:
+        """The key *presented* is, from the cache or the store (blocking: run it in a thread)."""
         state = request.app.state.tenure
         at = state.project.clock()
         digest = hashlib.sha256(presented.encode()).hexdigest()
@@ -145,10 +160,10 @@ def _presented(request: Request) -> str | None:
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="tenure", Basic realm="tenure"'}
 
 
-def require(scope: Scope) -> Callable[..., Principal]:
+def require(scope: Scope) -> Callable[..., Awaitable[Principal]]:
     """A dependency that admits a request only with a key whose role has *scope*."""
 
-    def dependency(
+    async def dependency(
         request: Request,
         _b: object = Depends(_bearer),
         _u: object = Depends(_basic),
@@ -157,7 +172,11 @@ def require(scope: Scope) -> Callable[..., Principal]:
         if presented is None:
             raise ApiError(401, "unauthorized", "an API key is required", headers=_CHALLENGE)
         state = request.app.state.tenure
-        key = state.keys.lookup(request, presented)
+        # a key seen moments ago is answered on the event loop; only a store lookup
+        # (first use, expired cache entry, last-used stamp due) goes to a thread
+        key = state.keys.fresh(presented, state.project.clock())
+        if key is None:
+            key = await run_in_threadpool(state.keys.lookup, request, presented)
         if key is None:
             raise ApiError(
                 401, "unauthorized", "the API key is unknown, revoked or expired",

@@ -33,7 +33,6 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.concurrency import run_in_threadpool
 
 from tenure._config_decide import parse_duration
 from tenure._config_serve import ServeSettings
@@ -398,8 +397,7 @@ def _key_or_signature(signer: _Signer) -> Callable[..., Awaitable[Principal | No
                 else:
                     return None
         if _presented(request) is not None:
-            principal: Principal = await run_in_threadpool(by_key, request)
-            return principal
+            return await by_key(request)
         if refused is not None:
             state.metrics.events.labels("rejected").inc()
             raise refused

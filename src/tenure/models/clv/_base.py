@@ -104,6 +104,20 @@ class MaximumLikelihoodModel(Estimator):
         """Each customer's (or row's) log-likelihood at ``params`` (natural scale)."""
         raise NotImplementedError
 
+    # The space the optimiser searches. By default the log-parameters, from 0 (all
+    # parameters 1) within _LOG_PARAM_BOUNDS; a model whose likelihood has a ridge in
+    # that space (sBG) searches a better-conditioned one instead.
+    def _search_start(self, data: tuple[FloatArray, ...], weights: FloatArray) -> FloatArray:
+        return np.zeros(len(self._param_names))
+
+    def _search_bounds(self) -> list[tuple[float, float]]:
+        return [_LOG_PARAM_BOUNDS] * len(self._param_names)
+
+    def _params_at(self, point: FloatArray) -> FloatArray:
+        """The parameters (natural scale) at a point of the search space."""
+        result: FloatArray = np.exp(point)
+        return result
+
     def _fitted_param_array(self) -> FloatArray:
         check_fitted(self)
         return np.array([self.params_[name] for name in self._param_names], dtype=np.float64)
@@ -131,18 +145,20 @@ class MaximumLikelihoodModel(Estimator):
         data = tuple(column[keep] for column in data)
         weights = weights[keep]
 
-        def objective(log_params: FloatArray) -> float:
-            terms = self._log_likelihood_terms(np.exp(log_params), data)
+        def objective(point: FloatArray) -> float:
+            params = self._params_at(point)
+            terms = self._log_likelihood_terms(params, data)
             value = -float(weights @ terms) / total_weight
             if not np.isfinite(value):
                 # The optimiser backs off from an infinite objective; NaN would derail it.
                 return float(np.inf)
+            log_params = np.log(params)
             return value + self.penalizer * float(log_params @ log_params)
 
-        bounds = [_LOG_PARAM_BOUNDS] * len(self._param_names)
+        bounds = self._search_bounds()
         result = minimize(
             objective,
-            np.zeros(len(self._param_names)),
+            self._search_start(data, weights),
             method="L-BFGS-B",
             bounds=bounds,
             options={"maxiter": self.max_iter, "ftol": self.tol, "gtol": self.tol * 100},
@@ -157,7 +173,7 @@ class MaximumLikelihoodModel(Estimator):
                 bounds=bounds,
                 options={"maxiter": self.max_iter * 10, "xatol": 1e-8, "fatol": self.tol},
             )
-        params = np.exp(result.x)
+        params = self._params_at(result.x)
         log_likelihood = float(weights @ self._log_likelihood_terms(params, data))
         if not (result.success and np.isfinite(log_likelihood)):
             raise ModelError(

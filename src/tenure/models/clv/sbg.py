@@ -6,7 +6,7 @@ from typing import Self
 
 import numpy as np
 import numpy.typing as npt
-from scipy.special import betaln, hyp2f1
+from scipy.special import betaln, expit, hyp2f1
 
 from tenure.errors import ModelError
 from tenure.models.clv._base import (
@@ -108,6 +108,27 @@ class ShiftedBetaGeometric(MaximumLikelihoodModel):
             w, _ = as_customer_arrays(weights=weights, lifetimes=periods)
             require_non_negative("weights", w)
         return self._fit_likelihood((periods, ended), w)
+
+    # The search runs over (logit of the mean churn probability α/(α+β), log of the
+    # concentration α+β). When customers churn alike, the likelihood keeps rising as
+    # α+β grows with the mean fixed (the homogeneous, geometric limit): a ridge along
+    # which an optimiser on (log α, log β) crawls until it runs out of iterations.
+    # In this space the ridge is one bounded coordinate; at its bound (α+β = e^16 ≈ 9e6)
+    # the Beta is a point mass for any purpose, and the fit converges there.
+    def _search_start(self, data: tuple[FloatArray, ...], weights: FloatArray) -> FloatArray:
+        t, churned = data
+        exposure = float(weights @ np.maximum(t, 1.0))
+        rate = float(weights @ churned) / exposure if exposure > 0 else 0.5
+        rate = min(max(rate, 1e-4), 1 - 1e-4)
+        return np.array([np.log(rate / (1 - rate)), 0.0])
+
+    def _search_bounds(self) -> list[tuple[float, float]]:
+        return [(-30.0, 30.0), (-20.0, 16.0)]
+
+    def _params_at(self, point: FloatArray) -> FloatArray:
+        mean = expit(point[0])
+        concentration = np.exp(point[1])
+        return np.array([mean * concentration, (1 - mean) * concentration])
 
     def _log_likelihood_terms(self, params: FloatArray, data: tuple[FloatArray, ...]) -> FloatArray:
         alpha, beta = params

@@ -7,11 +7,14 @@ the fixed clock of noon UTC on 1 June 2024).
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import orjson
 import pytest
 from sqlalchemy import func, select
 
+from tenure.api._manage import RECHECK_SECONDS
 from tenure.decide import decide
 from tenure.govern.consent import ConsentReason, record_consent
 from tenure.govern.keys import Role
@@ -261,6 +264,7 @@ def test_an_edited_policy_changes_the_answer_and_version_without_a_restart(
     edited = POLICY.replace(email_rule.format(5), email_rule.format(1))
     assert edited != POLICY
     (world.root / "policies" / "retention.yaml").write_text(edited)
+    time.sleep(RECHECK_SECONDS + 0.1)  # the server looks at its files at most this often
     listed = http.get("/v1/policies", headers=_auth(keys[Role.ANALYST])).json()["policies"]
     assert listed[0]["version"] is None  # the edited text is not used by a decision yet
     assert [v["version"] for v in listed[0]["history"]] == [1]
@@ -278,6 +282,7 @@ def test_an_edited_policy_changes_the_answer_and_version_without_a_restart(
 
     # a file that no longer loads is the project's error, named, never a 500
     (world.root / "policies" / "retention.yaml").write_text(edited.replace("< 1", "<"))
+    time.sleep(RECHECK_SECONDS + 0.1)
     broken = http.post(NBA.format("a_0002"), headers=operator)
     assert broken.status_code == 409
     assert "not valid CEL" in broken.json()["message"]
@@ -309,6 +314,7 @@ def test_templates_are_listed_and_previewed_for_a_real_customer(
 
     write(world.root / "templates" / "nps.yaml", TEMPLATES["tips_in_app"].replace(
         "features.logins_30d", "features.nps_last"))  # fmt: skip
+    time.sleep(RECHECK_SECONDS + 0.1)
     unrendered = http.get(
         "/v1/templates/nps/preview", params={"account_id": "a_0002"}, headers=reader
     )

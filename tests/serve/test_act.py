@@ -18,6 +18,8 @@ from tenure.api._manage import RECHECK_SECONDS
 from tenure.decide import decide
 from tenure.govern.consent import ConsentReason, record_consent
 from tenure.govern.keys import Role
+from tenure.govern.pii import Pseudonymizer
+from tenure.govern.secrets import project_secret
 from tenure.models.registry import registry_for
 from tenure.project import Project
 from tenure.store._tables import decisions, outbox, policy_versions, review_queue
@@ -62,6 +64,11 @@ def _withdraw_email(project: Project, n: int) -> None:
         )  # fmt: skip
 
 
+def _masker(project: Project) -> Pseudonymizer:
+    secret = project_secret(project.root, "pseudonym", project.config.serve.pseudonym_secret_env)
+    return Pseudonymizer(secret)
+
+
 # -------------------------------------------------------------- next-best action
 def test_the_next_best_action_is_what_a_batch_cycle_would_decide(
     world: Project, keys: dict[Role, str], http: httpx.Client
@@ -85,8 +92,11 @@ def test_the_next_best_action_is_what_a_batch_cycle_would_decide(
         body = answer.json()
         expected = batch[f"a_{n:04d}"]
         assert body["status"] == expected.status
-        assert body["explanation"] == expected.explanation
-        assert body["guardrails"] == [c.as_dict() for c in expected.checks]
+        # identifiers are pseudonyms in every role's answer (a product's hot path, no PII)
+        masker = _masker(world)
+        assert body["explanation"] == masker.text(expected.explanation)
+        assert body["guardrails"] == masker.document([c.as_dict() for c in expected.checks])
+        assert "@" not in orjson.dumps(body).decode()
         chosen = expected.chosen
         if chosen is None:
             assert body["action"] is None
@@ -110,8 +120,9 @@ def test_the_next_best_action_is_what_a_batch_cycle_would_decide(
     assert blocked_email["guardrails"][0] == {
         "guardrail": "consent",
         "verdict": "block",
-        "detail": "email:owner4@acct4.example withdrew email",
+        "detail": _masker(world).text("email:owner4@acct4.example withdrew email"),
     }
+    assert blocked_email["guardrails"][0]["detail"].endswith(" withdrew email")
     blocked = http.post(NBA.format("a_0005"), headers=operator).json()
     assert blocked["status"] == "blocked"
     assert blocked["action"] is None
@@ -143,7 +154,7 @@ def test_an_answer_is_logged_queued_and_readable_and_a_replay_adds_nothing(
     ]
     assert listed["next_before"] is None
     detail = http.get(f"/v1/decisions/{first['decision_id']}", headers=operator).json()
-    assert detail["explanation"] == first["explanation"]
+    assert _masker(world).text(detail["explanation"]) == first["explanation"]
     assert detail["explained"].startswith(f"Decision {first['decision_id']} at 2024-06-01 12:00")
     assert detail["deliveries"][0]["recipient"] == "owner2@acct2.example"
     # an analyst reads the same decision with the address pseudonymized
@@ -152,13 +163,13 @@ def test_an_answer_is_logged_queued_and_readable_and_a_replay_adds_nothing(
     ).json()
     assert "owner2@acct2.example" not in orjson.dumps(analyst).decode()
     assert analyst["deliveries"][0]["recipient"].startswith("pii_")
-    # the read in clear is audited; the pseudonymized one is not
+    # the reads in clear (the list, the decision) are audited; the pseudonymized one is not
     reads = http.get(
         "/v1/audit", params={"action": "pii.read"}, headers=_auth(keys[Role.ADMIN])
     ).json()["entries"]
     assert [(e["actor"], e["target"]) for e in reads] == [
         (_actor(keys[Role.OPERATOR]), "account:a_0002")
-    ]
+    ] * 2
     missing = http.get("/v1/decisions/d_nothing", headers=operator)
     assert missing.status_code == 404
     assert http.post(NBA.format("a_9999"), headers=operator).status_code == 404

@@ -541,11 +541,16 @@ def next_best_action(
     return answer
 
 
-def _masked(answer: dict[str, Any], principal: Principal, masker: Pseudonymizer) -> dict[str, Any]:
-    if principal.sees_pii:
-        return answer
-    answer["explanation"] = masker.text(answer["explanation"])
-    answer["why"] = masker.text(answer["why"])
+def _masked(answer: dict[str, Any], masker: Pseudonymizer) -> dict[str, Any]:
+    """The answer with identifiers pseudonymized for every role.
+
+    The next-best action is a product's hot path, not a way to read people: an
+    identifier it would name (a consent verdict's ``email:…``) is a pseudonym
+    even for admin and operator keys, so no answer needs a ``pii.read`` audit
+    entry. The in-app message is left as rendered: it is for the user it names.
+    """
+    for key in ("explanation", "why", "guardrails", "candidates"):
+        answer[key] = masker.document(answer[key])
     return answer
 
 
@@ -571,7 +576,7 @@ async def next_best_action_route(
         dry_run=dry_run, actor=principal.actor,
     )  # fmt: skip
     answer = await anyio.to_thread.run_sync(decide_one, limiter=_deciders(request))
-    return JsonResponse(_masked(answer, principal, masker_of(request)))
+    return JsonResponse(_masked(answer, masker_of(request)))
 
 
 #: Threads deciding at once per app. More only contend for the interpreter: on 2 cores

@@ -261,6 +261,7 @@ def decisions_route(
     with state.project.store.connect() as connection:
         rows = [dict(r._mapping) for r in connection.execute(query)]
     masker = masker_of(request)
+    _audit_list(request, principal, "GET /v1/decisions", [str(r["account_id"]) for r in rows])
     for row in rows:
         summary = row.pop("explanation").split("\n", 1)[0]
         row["summary"] = summary if principal.sees_pii else masker.text(summary)
@@ -270,6 +271,14 @@ def decisions_route(
         "next_before": f"{last['decided_at'].isoformat()}~{last['id']}" if last else None,
     }
     return JsonResponse(page)
+
+
+def _audit_list(request: Request, principal: Principal, route: str, accounts: list[str]) -> None:
+    """A clear read of a list is audited like any other: one entry per account shown."""
+    if principal.sees_pii and accounts:
+        state = request.app.state.tenure
+        with state.project.store.begin() as connection:
+            audit_pii_read(connection, principal, state.project.clock(), route, accounts)
 
 
 def _review_row(row: dict[str, Any], principal: Principal, masker: Pseudonymizer) -> dict[str, Any]:
@@ -403,6 +412,7 @@ def review_list_route(
     with state.project.store.connect() as connection:
         rows = list_reviews(connection, status=None if status == "all" else status)
     masker = masker_of(request)
+    _audit_list(request, principal, "GET /v1/review", [str(r["account_id"]) for r in rows])
     return JsonResponse({"items": [_review_row(row, principal, masker) for row in rows]})
 
 

@@ -115,7 +115,7 @@ _EMAIL = re.compile(
     r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
 )
-_TYPED = re.compile(r"^([a-z_]+):(.+)$", re.DOTALL)
+_TYPED = re.compile(r"^([a-z_]+):(\S+)$")  # one typed identifier; text around it is prose
 _PSEUDONYM = re.compile(r"^pii_[0-9a-f]{16}$")
 
 

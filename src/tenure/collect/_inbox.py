@@ -22,9 +22,10 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Engine, bindparam, delete, func, select, text, update
+from sqlalchemy.dialects import sqlite
 
 from tenure.collect._http import CollectedEvent
 from tenure.collect._ingest import (
@@ -40,7 +41,7 @@ from tenure.collect._ingest import (
 from tenure.collect._segment import load_lines
 from tenure.project import Project
 from tenure.store import add_quarantined, start_run
-from tenure.store._tables import inbox
+from tenure.store._tables import UTCDateTime, inbox
 
 __all__ = ["InboxStats", "InboxWriter", "Written", "inbox_stats", "load_inbox", "prune_inbox"]
 
@@ -61,19 +62,75 @@ class _Request:
     done: Callable[[Written | BaseException], None]
 
 
-def _insert(dialect: str):  # type: ignore[no-untyped-def]
-    if dialect == "postgresql":
-        return postgresql.insert(inbox).on_conflict_do_nothing(index_elements=["message_id"])
-    return sqlite.insert(inbox).on_conflict_do_nothing(index_elements=["message_id"])
+_SQLITE_INSERT = sqlite.insert(inbox).on_conflict_do_nothing(index_elements=["message_id"])
+
+
+# PostgreSQL: the whole group in one statement and one round trip, arrays unnested
+# server-side; RETURNING says which ids were new (a concurrent server's commit of
+# the same id makes ours the duplicate, exactly as the unique index decides).
+_PG_INSERT = text(
+    """INSERT INTO inbox (message_id, source, received_at, payload)
+    SELECT m, s, :at, p FROM unnest(CAST(:ids AS text[]), CAST(:sources AS text[]),
+                                   CAST(:payloads AS text[])) AS u(m, s, p)
+    ON CONFLICT (message_id) DO NOTHING
+    RETURNING message_id"""
+).bindparams(bindparam("at", type_=UTCDateTime()))
+
+
+def _first_copies(
+    groups: Sequence[tuple[str, Sequence[CollectedEvent]]],
+) -> tuple[list[tuple[int, CollectedEvent]], list[int]]:
+    """Each message id's first copy in the commit (with its group), and each group's size."""
+    seen: set[str] = set()
+    firsts = []
+    for number, (_, events) in enumerate(groups):
+        for event in events:
+            if event.message_id not in seen:
+                seen.add(event.message_id)
+                firsts.append((number, event))
+    return firsts, [len(events) for _, events in groups]
 
 
 def write_events(
     connection: Connection, groups: Sequence[tuple[str, Sequence[CollectedEvent]]], at: dt.datetime
 ) -> list[Written]:
-    """Insert each group's events (in the caller's transaction); what each group added."""
-    wanted = {e.message_id for _, events in groups for e in events}
+    """Insert each group's events (in the caller's transaction); what each group added.
+
+    A message id already stored, or sent twice in this commit, is a duplicate
+    (the first copy in the commit is the one that counts).
+    """
+    firsts, sizes = _first_copies(groups)
+    if connection.dialect.name == "postgresql":
+        new = set(
+            connection.execute(
+                _PG_INSERT,
+                {
+                    "at": at,
+                    "ids": [e.message_id for _, e in firsts],
+                    "sources": [groups[n][0] for n, _ in firsts],
+                    "payloads": [e.payload.decode() for _, e in firsts],
+                },
+            ).scalars()
+        )
+    else:
+        new = _insert_new_sqlite(connection, groups, firsts, at)
+    accepted = [0] * len(groups)
+    for number, event in firsts:
+        if event.message_id in new:
+            accepted[number] += 1
+    return [Written(a, size - a) for a, size in zip(accepted, sizes, strict=True)]
+
+
+def _insert_new_sqlite(
+    connection: Connection,
+    groups: Sequence[tuple[str, Sequence[CollectedEvent]]],
+    firsts: list[tuple[int, CollectedEvent]],
+    at: dt.datetime,
+) -> set[str]:
+    """Insert the ids not stored yet; which were new. (SQLite has one writer at a time:
+    what a read inside this write transaction finds stored cannot change under it.)"""
+    ids = [e.message_id for _, e in firsts]
     present: set[str] = set()
-    ids = list(wanted)
     for start in range(0, len(ids), 5000):
         chunk = ids[start : start + 5000]
         present.update(
@@ -81,27 +138,19 @@ def write_events(
                 select(inbox.c.message_id).where(inbox.c.message_id.in_(chunk))
             ).scalars()
         )
-    rows = []
-    results = []
-    for source, events in groups:
-        accepted = 0
-        for event in events:
-            if event.message_id in present:
-                continue
-            present.add(event.message_id)  # a second copy in the same commit is a duplicate too
-            accepted += 1
-            rows.append(
-                {
-                    "message_id": event.message_id,
-                    "source": source,
-                    "received_at": at,
-                    "payload": event.payload.decode(),
-                }
-            )
-        results.append(Written(accepted, len(events) - accepted))
+    rows: list[dict[str, Any]] = [
+        {
+            "message_id": event.message_id,
+            "source": groups[number][0],
+            "received_at": at,
+            "payload": event.payload.decode(),
+        }
+        for number, event in firsts
+        if event.message_id not in present
+    ]
     if rows:
-        connection.execute(_insert(connection.dialect.name), rows)
-    return results
+        connection.execute(_SQLITE_INSERT, rows)
+    return {str(row["message_id"]) for row in rows}
 
 
 class InboxWriter:

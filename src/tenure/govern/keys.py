@@ -70,6 +70,7 @@ class Scope(enum.StrEnum):
     CONSENT_WRITE = "consent:write"
     ERASURE = "erasure"
     AUDIT_READ = "audit:read"
+    KEYS = "keys"  # create, list, rotate and revoke API keys
 
 
 _READ = frozenset(

@@ -8,6 +8,7 @@ at once; other server processes stop accepting it within ``key_cache_seconds``.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -31,7 +32,7 @@ __all__ = ["router"]
 router = APIRouter(tags=["keys"])
 
 _KEY_ID = Path(pattern=r"^[0-9a-f]{12}$", description="the key's public id")
-_EXAMPLE = {
+_EXAMPLE: dict[str, Any] = {
     "id": "3f9c1a7e0b2d",
     "name": "web app",
     "role": "ingest",

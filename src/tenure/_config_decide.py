@@ -20,6 +20,7 @@ __all__ = [
     "DeliverySettings",
     "Duration",
     "FrequencyCap",
+    "Holdouts",
     "QuietHours",
     "ReviewSettings",
     "SmtpSettings",
@@ -96,6 +97,32 @@ class CampaignBudget(_Strict):
     period: Duration = "30d"
 
 
+class Holdouts(_Strict):
+    """Customers who get nothing, so that what the actions change can be measured.
+
+    Membership is a hash of the account and a salt (:mod:`tenure.measure`), so it
+    is the same on every path and in every cycle, and needs no lookup. A customer
+    held out is decided for as usual and logged with status ``holdout`` and the
+    action they would have had; nothing is sent and no cap or budget is spent.
+    """
+
+    #: Held out of every campaign: what all of tenure's actions change together.
+    global_control_percent: float = Field(default=0.0, ge=0.0, le=50.0)
+    #: Per campaign: the percent of those a rule of the campaign would act on held out.
+    campaigns: dict[str, float] = Field(default_factory=dict)
+    #: Changing the salt reshuffles every group: do it only between experiments.
+    salt: str = Field(default="tenure", min_length=1, pattern=r"^[^|]+$")
+
+    @model_validator(mode="after")
+    def _percent_range(self) -> Holdouts:
+        for campaign, percent in self.campaigns.items():
+            if not 0.0 < percent < 100.0:
+                raise ValueError(
+                    f"campaigns.{campaign}: a holdout percent between 0 and 100 (got {percent})"
+                )
+        return self
+
+
 class DecideSettings(_Strict):
     """Guardrails every path (batch, API, journeys) goes through."""
 
@@ -125,6 +152,7 @@ class DecideSettings(_Strict):
     review: ReviewSettings = ReviewSettings()
     #: How long after a decision the account's lifecycle events count as its outcome.
     attribution_window: Duration = "30d"
+    holdouts: Holdouts = Holdouts()
 
 
 class SmtpSettings(_Strict):

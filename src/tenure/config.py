@@ -636,6 +636,13 @@ decide:
   # After a decision, the account's purchases, plan changes and cancellations within
   # this window are its outcomes (`tenure explain`); message events link by decision_id.
   attribution_window: 30d
+  # Who gets nothing, so that what the actions change can be measured: they are
+  # decided for and logged (status holdout) but sent nothing. Membership is a hash
+  # of the account and the salt: stable across cycles, no lookup.
+  holdouts:
+    global_control_percent: 0     # e.g. 5: held out of every campaign
+    campaigns: {}                 # e.g. {save: 10}: 10 % of the save campaign's targets
+    salt: tenure
 
 delivery:
   smtp:

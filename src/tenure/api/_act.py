@@ -279,11 +279,12 @@ class NextBestAction(BaseModel):
     decided_at: dt.datetime
     dry_run: bool
     logged: bool = Field(description="the decision is in the decision log")
-    status: Literal["queued", "deferred", "review", "blocked", "rejected", "expired", "none"] = (
-        Field(
-            description="queued to send, deferred past quiet hours, waiting for review, "
-            "blocked by a guardrail, or none (no rule may act)"
-        )
+    status: Literal[
+        "queued", "deferred", "review", "blocked", "holdout", "rejected", "expired", "none"
+    ] = Field(
+        description="queued to send, deferred past quiet hours, waiting for review, "
+        "blocked by a guardrail, held out (a control group: decided and logged, not sent), "
+        "or none (no rule may act)"
     )
     why: str = Field(description="the answer in one line")
     action: ChosenAction | None

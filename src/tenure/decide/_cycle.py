@@ -48,7 +48,9 @@ __all__ = [
     "unsubscribe_secret",
 ]
 
-_ACTED = ("queued", "deferred", "review")
+#: Statuses that start a rule's cool-down: a held-out customer is exposed to the
+#: decision like a treated one (and would only be held out again meanwhile).
+_ACTED = ("queued", "deferred", "review", "holdout")
 #: A customer's matched rules and the rules whose condition could not be evaluated.
 Matches = tuple[list[CompiledRule], dict[str, str]]
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from tenure.decide._explain import explain
 from tenure.decide._guardrails import Check, Guardrails, Ledger, Verdict
+from tenure.decide._holdouts import HoldoutGroups
 from tenure.decide._policy import CompiledRule, PolicySet
 from tenure.decide._state import Contact, CustomerState
 from tenure.errors import TemplateError
@@ -59,7 +60,7 @@ class Decision:
     cycle_id: str
     account_id: str
     decided_at: dt.datetime
-    status: str  # queued | deferred | review | blocked
+    status: str  # queued | deferred | review | blocked | holdout
     chosen: Candidate | None
     candidates: tuple[Candidate, ...]
     contact: Contact | None
@@ -91,6 +92,7 @@ class Decider:
         self.policies = policies
         self.guardrails = guardrails
         self.prepare = prepare
+        self.holdouts = HoldoutGroups(guardrails.settings.holdouts)
 
     def matching(self, state: CustomerState) -> tuple[list[CompiledRule], dict[str, str]]:
         """Rules whose condition holds for *state*, and the rules whose condition failed."""
@@ -206,9 +208,15 @@ class Decider:
             if Verdict.BLOCK in verdicts:
                 done.append(Candidate(candidate.rule, candidate.value, checks, "blocked"))
                 continue
+            held = self.holdouts.check(state.account_id, candidate.rule.rule.action.campaign)
+            if held is not None:
+                checks = (*checks, held)
             chosen = Candidate(candidate.rule, candidate.value, checks, "chosen")
             done.append(chosen)
-            if Verdict.REVIEW in verdicts:
+            if held is not None and held.verdict is Verdict.HOLD:
+                # decided like any other, so the treated and the held out are alike
+                status = "holdout"
+            elif Verdict.REVIEW in verdicts:
                 status = "review"
             elif Verdict.DEFER in verdicts:
                 status = "deferred"

@@ -16,6 +16,7 @@ _STATUS = {
     "deferred": "queued, waiting for quiet hours to end",
     "review": "waiting for a person's review before anything is sent",
     "blocked": "nothing sent: every candidate was blocked",
+    "holdout": "nothing sent: held out, to measure what the action changes",
 }
 
 
@@ -71,6 +72,7 @@ def explain(decision: Decision) -> str:
                 Verdict.BLOCK: "BLOCKED",
                 Verdict.DEFER: "deferred",
                 Verdict.REVIEW: "sent to review",
+                Verdict.HOLD: "held out",
             }[check.verdict]
             said.append(f"{check.guardrail} {verb} ({check.detail})")
         lines.append("Guardrails: " + "; ".join(said) + ".")

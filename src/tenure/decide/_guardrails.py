@@ -47,6 +47,7 @@ class Verdict(enum.StrEnum):
     BLOCK = "block"
     DEFER = "defer"
     REVIEW = "review"
+    HOLD = "hold"  # in a holdout group: decided, logged, not sent
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,8 @@ knows about either.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 __all__ = [
     "ConfigError",
     "ConfigProblem",
@@ -68,6 +70,26 @@ class ConfigError(TenureError, ValueError):
         lines = "\n".join(f"  - {p}" for p in problems)
         count = "1 problem" if len(problems) == 1 else f"{len(problems)} problems"
         super().__init__(f"{source}: {count}\n{lines}", hint=hint)
+
+
+class ExperimentError(TenureError, ValueError):
+    """An experiment, its assignment or its analysis was given something invalid.
+
+    *problems* lists every invalid field (``arms[1].weight: …``) when the error
+    comes from validating a definition.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        problems: Sequence[ConfigProblem] = (),
+        *,
+        hint: str | None = None,
+    ) -> None:
+        self.problems = list(problems)
+        if self.problems:
+            message += "\n" + "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(message, hint=hint)
 
 
 class ProjectNotFoundError(TenureError, FileNotFoundError):

@@ -43,7 +43,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from tenure.errors import ConfigProblem, TenureError
+from tenure.errors import ConfigProblem, ExperimentError
 
 __all__ = [
     "Arm",
@@ -63,26 +63,6 @@ __all__ = [
 
 _BITS = 53  # a float64 holds every 53-bit integer exactly, so k / 2**53 is exact
 _SCALE = 2.0**-_BITS
-
-
-class ExperimentError(TenureError, ValueError):
-    """An experiment, its assignment or its analysis was given something invalid.
-
-    *problems* lists every invalid field (``arms[1].weight: …``) when the error
-    comes from validating a definition.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        problems: Sequence[ConfigProblem] = (),
-        *,
-        hint: str | None = None,
-    ) -> None:
-        self.problems = list(problems)
-        if self.problems:
-            message += "\n" + "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(message, hint=hint)
 
 
 def _key_problems(key: str, value: object, what: str) -> list[ConfigProblem]:

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from tenure._cli_common import JsonOption, ProjectOption, errors, out, print_json
+from tenure._cli_common import JsonOption, ProjectOption, err, errors, out, print_json
 from tenure._cli_common import project as project_at
 
 __all__ = ["deliveries_app", "worker"]
@@ -79,6 +79,8 @@ def worker(
 
     with errors(), project_at(project_dir) as opened, _stop_on_signals() as stop:
         configure_tracing(opened.config.serve)
+        # from here on SIGTERM finishes the current send and stops (before it, it just ends)
+        err.print(f"worker started on {opened.root}", highlight=False)
         counts = run_worker(
             opened,
             worker_id=worker_id,

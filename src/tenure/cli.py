@@ -31,6 +31,7 @@ from tenure._cli_common import (
 from tenure._cli_common import project as project_at
 from tenure._cli_decide import journeys_app, policies_app, review_app, templates_app
 from tenure._cli_deliver import deliveries_app, worker
+from tenure._cli_measure import report_app
 from tenure._cli_models import models_app
 from tenure._cli_serve import keys_app, serve
 from tenure.errors import TenureError
@@ -61,6 +62,7 @@ app.add_typer(journeys_app, name="journeys")
 app.add_typer(templates_app, name="templates")
 app.add_typer(deliveries_app, name="deliveries")
 app.add_typer(keys_app, name="keys")
+app.add_typer(report_app, name="report")
 
 
 @app.callback()

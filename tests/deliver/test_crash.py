@@ -127,6 +127,7 @@ def test_killed_workers_lose_no_message(tmp_path: Path, store_url: str) -> None:
     logs = tmp_path / "logs"
     logs.mkdir()
     workers = {wid: _start(project.root, wid, logs, env) for wid in worker_ids}
+    starts = dict.fromkeys(worker_ids, 1)
     kills = 0
 
     def drained() -> bool:
@@ -144,8 +145,14 @@ def test_killed_workers_lose_no_message(tmp_path: Path, store_url: str) -> None:
             workers[victim].wait(timeout=10)
             kills += 1
             workers[victim] = _start(project.root, victim, logs, env)
+            starts[victim] += 1
         assert _wait(drained, 40), f"not drained: {_statuses(url)}"
     finally:
+        # a worker restarted moments ago may still be starting: SIGTERM would end it
+        # before its handler is in place, which is no graceful stop to test
+        for wid in workers:
+            log = logs / f"{wid}.log"
+            _wait(lambda log=log, n=starts[wid]: log.read_text().count("worker started") >= n, 30)
         for process in workers.values():
             process.send_signal(signal.SIGTERM)
         for process in workers.values():

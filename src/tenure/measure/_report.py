@@ -1,0 +1,432 @@
+"""The holdout report: what the actions changed, read from the decision log and the lake.
+
+Every holdout group the decision log shows (the global control, and each campaign
+with a holdout; see ``docs/decide.md``) is an experiment with two arms, built from
+the ``holdout`` check the decisions carry:
+
+* **treated**: status ``queued``, ``deferred`` or ``review`` with a ``holdout``
+  *pass* check of the group;
+* **held out**: status ``holdout`` with the group's *hold* check.
+
+The global control's other arm is everyone *outside* it in a cycle in which it was
+on (all of them while it is configured): the treated, and also those a campaign
+holdout kept (their check names the campaign, not the global control). Leaving
+those out would make the arm smaller than its 100 − p % share by however many the
+campaigns held out, and the sample-ratio check would flag a split that is in
+fact fair; keeping them measures the whole programme as run, holdouts included
+(intention to treat), at the price of a slightly diluted effect.
+
+One row per account: its **first** decision in the group up to *as_of* (later ones
+are counted as repeats and left out, so a customer decided for every week weighs as
+much as one decided for once). A row counts only when its attribution window
+(``decide.attribution_window``) has fully elapsed by *as_of*: a customer decided
+for yesterday has had no time to convert, and counting them would read as a
+failure (they are counted as *pending*). Per account, within the window after the
+decision (:func:`tenure.decide.decision_outcomes`):
+
+* **conversion**: any ``converted`` outcome (Subscription Started, Opportunity
+  Won, Order Completed);
+* **retention**: no ``churned`` outcome (Subscription Canceled);
+* **revenue per customer**: the sum of ``Invoice Paid`` amounts (0 without one),
+  reported only when the lake holds some Invoice Paid event for these accounts.
+
+The statistics are :func:`tenure.measure.experiments.analyze` (Wilson and
+Student-t intervals, absolute and relative lift with p-values) and
+:func:`~tenure.measure.experiments.srm_check` against the configured share.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import ibis
+import numpy as np
+import orjson
+from sqlalchemy import select
+
+from tenure._config_decide import parse_duration
+from tenure.decide._outcomes import decision_outcomes
+from tenure.features._attribute import attributed_events
+from tenure.measure._segments import SegmentBreakdown, segment_breakdown
+from tenure.measure._stats import (
+    ArmSummary,
+    Correction,
+    Lift,
+    MetricKind,
+    MetricReport,
+    SRMResult,
+    analyze,
+    srm_check,
+)
+from tenure.store._tables import decisions
+
+if TYPE_CHECKING:
+    from tenure.project import Project
+    from tenure.warehouse import Warehouse
+
+__all__ = ["HELD_OUT", "TREATED", "ArmRow", "ExperimentReport", "GroupReport", "experiment_report"]
+
+TREATED = "treated"
+HELD_OUT = "held out"
+_TREATED_STATUSES = ("queued", "deferred", "review")
+_GLOBAL = "global control"
+
+# The holdout check's details (tenure.decide._holdouts), the only place the group is kept.
+_GLOBAL_HOLD = re.compile(r"^global control \((?P<percent>[\d.]+) %\)$")
+_CAMPAIGN_HOLD = re.compile(r"^campaign (?P<campaign>.+) holdout \((?P<percent>[\d.]+) %\)$")
+_GLOBAL_PASS = re.compile(r"^treated \(not in the global control\)$")
+_CAMPAIGN_PASS = re.compile(
+    r"^treated in campaign (?P<campaign>.+) \((?P<percent>[\d.]+) % held out\)$"
+)
+_NO_STAGE = (
+    "no stage breakdown: the decision log keeps the customer's stage only in the prose "
+    "explanation; pass segments= (account → stage) to get one"
+)
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: NaN and infinities become None, enums their value."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, MetricKind | Correction):
+        return value.value
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class ArmRow:
+    """One arm of a group, as a table row: its size and each metric's summary."""
+
+    arm: str
+    customers: int
+    conversion: ArmSummary | None
+    retention: ArmSummary | None
+    revenue: ArmSummary | None
+
+
+@dataclass(frozen=True)
+class GroupReport:
+    """One holdout group: its two arms, their metrics and lifts, and the SRM check."""
+
+    group: str  # "global control" | "campaign save"
+    campaign: str | None
+    #: The share held out: the configured one, else the one the log names.
+    percent: float
+    customers: dict[str, int]
+    #: conversion, retention and (when there is revenue) revenue; empty below 2 per arm.
+    metrics: tuple[MetricReport, ...]
+    srm: SRMResult | None
+    #: Per metric, the lift in every segment (stage) with Holm-adjusted p-values.
+    segments: dict[str, SegmentBreakdown] | None
+    decisions: int  # the group's decisions up to as_of
+    repeats: int  # later decisions of accounts already counted
+    pending: int  # accounts whose first decision's window had not elapsed by as_of
+    notes: tuple[str, ...] = ()
+
+    def metric(self, name: str) -> MetricReport | None:
+        return next((m for m in self.metrics if m.metric == name), None)
+
+    def lift(self, name: str) -> Lift | None:
+        found = self.metric(name)
+        return found.lifts[0] if found is not None and found.lifts else None
+
+    def rows(self) -> list[ArmRow]:
+        """Treated first, then held out."""
+
+        def summary(metric: str, arm: str) -> ArmSummary | None:
+            found = self.metric(metric)
+            return next((a for a in found.arms if a.arm == arm), None) if found else None
+
+        return [
+            ArmRow(
+                arm,
+                self.customers.get(arm, 0),
+                summary("conversion", arm),
+                summary("retention", arm),
+                summary("revenue", arm),
+            )
+            for arm in (TREATED, HELD_OUT)
+        ]
+
+    def as_dict(self) -> dict[str, Any]:
+        found: dict[str, Any] = _clean(
+            {
+                "group": self.group,
+                "campaign": self.campaign,
+                "percent": self.percent,
+                "customers": self.customers,
+                "metrics": [m.as_dict() for m in self.metrics],
+                "srm": self.srm.as_dict() if self.srm else None,
+                "segments": (
+                    {k: v.as_dict() for k, v in self.segments.items()}
+                    if self.segments is not None
+                    else None
+                ),
+                "decisions": self.decisions,
+                "repeats": self.repeats,
+                "pending": self.pending,
+                "notes": list(self.notes),
+            }
+        )
+        return found
+
+
+@dataclass(frozen=True)
+class ExperimentReport:
+    """Every holdout group in the decision log, as of a time."""
+
+    as_of: dt.datetime
+    window: dt.timedelta
+    groups: tuple[GroupReport, ...]
+    notes: tuple[str, ...] = field(default=())
+
+    def group(self, name: str) -> GroupReport:
+        found = next((g for g in self.groups if g.group == name), None)
+        if found is None:
+            raise KeyError(f"no holdout group {name!r}; groups: {[g.group for g in self.groups]}")
+        return found
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "as_of": self.as_of.isoformat(),
+            "window_days": self.window.total_seconds() / 86400,
+            "groups": [g.as_dict() for g in self.groups],
+            "notes": list(self.notes),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class _Logged:
+    decision_id: str
+    account_id: str
+    decided_at: dt.datetime
+    cycle_id: str
+    arm: str
+    group: str
+    campaign: str | None
+    percent: float | None
+    #: In the global control's other arm because a campaign's check says so.
+    implied: bool = False
+
+
+def _placements(row: Mapping[str, Any]) -> list[_Logged]:
+    """The (group, arm) pairs one decision belongs to, from its holdout check."""
+    checks = orjson.loads(row["guardrails"] or "[]")
+    check = next((c for c in checks if c.get("guardrail") == "holdout"), None)
+    if check is None:
+        return []
+    detail, verdict, status = str(check.get("detail", "")), check.get("verdict"), row["status"]
+
+    def logged(
+        arm: str, group: str, campaign: str | None, percent: str | None, implied: bool = False
+    ) -> _Logged:
+        return _Logged(
+            row["id"], row["account_id"], row["decided_at"], row["cycle_id"], arm, group,
+            campaign, float(percent) if percent is not None else None, implied,
+        )  # fmt: skip
+
+    if verdict == "hold" and status == "holdout":
+        if match := _GLOBAL_HOLD.match(detail):
+            return [logged(HELD_OUT, _GLOBAL, None, match["percent"])]
+        if match := _CAMPAIGN_HOLD.match(detail):
+            name = match["campaign"]
+            return [
+                logged(HELD_OUT, f"campaign {name}", name, match["percent"]),
+                # outside the global control: its other arm (see the module doc)
+                logged(TREATED, _GLOBAL, None, None, implied=True),
+            ]
+    if verdict == "pass" and status in _TREATED_STATUSES:
+        if _GLOBAL_PASS.match(detail):
+            return [logged(TREATED, _GLOBAL, None, None)]
+        if match := _CAMPAIGN_PASS.match(detail):
+            name = match["campaign"]
+            return [
+                logged(TREATED, f"campaign {name}", name, match["percent"]),
+                # outside the global control too, when that was on in this cycle
+                logged(TREATED, _GLOBAL, None, None, implied=True),
+            ]
+    return []
+
+
+def _read_log(project: Project, as_of: dt.datetime) -> list[_Logged]:
+    query = (
+        select(
+            decisions.c.id,
+            decisions.c.account_id,
+            decisions.c.decided_at,
+            decisions.c.cycle_id,
+            decisions.c.status,
+            decisions.c.guardrails,
+        )
+        .where(decisions.c.status.in_([*_TREATED_STATUSES, "holdout"]))
+        .where(decisions.c.decided_at <= as_of)
+        .where(decisions.c.guardrails.contains("holdout"))
+        .order_by(decisions.c.decided_at, decisions.c.id)
+    )
+    with project.store.connect() as connection:
+        rows = [dict(r._mapping) for r in connection.execute(query)]
+    placed = [p for row in rows for p in _placements(row)]
+    if project.config.decide.holdouts.global_control_percent > 0:
+        return placed
+    # off now: a campaign's customers are in the global comparison only from the cycles
+    # that show it was on then (an API call is a cycle of one, so this is not the default)
+    global_cycles = {p.cycle_id for p in placed if p.group == _GLOBAL and not p.implied}
+    return [p for p in placed if not p.implied or p.cycle_id in global_cycles]
+
+
+def _revenue(
+    warehouse: Warehouse, wanted: list[tuple[str, str, dt.datetime]], window: dt.timedelta
+) -> dict[str, float] | None:
+    """The Invoice Paid amounts in each decision's window; None when there are none at all."""
+    if not wanted or not warehouse.lake.has_events():
+        return None
+    events = attributed_events(warehouse)
+    start = min(at for _, _, at in wanted)
+    end = max(at for _, _, at in wanted) + window
+    events = events.filter(
+        (events.event == "Invoice Paid")
+        & events.account_id.isin(sorted({a for _, a, _ in wanted}))
+        & (events.timestamp >= ibis.literal(start, "timestamp('UTC')"))
+        & (events.timestamp < ibis.literal(end, "timestamp('UTC')"))
+    )
+    rows = warehouse.backend.to_pyarrow(
+        events.select("account_id", "timestamp", "properties")
+    ).to_pylist()
+    if not rows:
+        return None
+    paid: dict[str, list[tuple[dt.datetime, float]]] = {}
+    for row in rows:
+        try:
+            amount = float(json.loads(row["properties"] or "{}").get("amount") or 0.0)
+        except (ValueError, AttributeError, TypeError):
+            continue
+        paid.setdefault(row["account_id"], []).append((row["timestamp"], amount))
+    return {
+        decision: sum(a for at, a in paid.get(account, []) if decided <= at < decided + window)
+        for decision, account, decided in wanted
+    }
+
+
+def _configured_percent(project: Project, campaign: str | None) -> float | None:
+    holdouts = project.config.decide.holdouts
+    if campaign is None:
+        return holdouts.global_control_percent or None
+    found = holdouts.campaigns.get(campaign)
+    return float(found) if found else None
+
+
+def _group(
+    project: Project,
+    name: str,
+    placed: list[_Logged],
+    *,
+    as_of: dt.datetime,
+    window: dt.timedelta,
+    segments: Mapping[str, str] | None,
+) -> GroupReport:
+    campaign = placed[0].campaign
+    first: dict[str, _Logged] = {}
+    for p in placed:  # in time order: the first decision per account wins
+        first.setdefault(p.account_id, p)
+    ready = [p for p in first.values() if p.decided_at + window <= as_of]
+    notes: list[str] = []
+    logged = {p.percent for p in placed if p.percent is not None}
+    configured = _configured_percent(project, campaign)
+    percent = configured if configured is not None else (max(logged) if logged else 0.0)
+    if logged and logged != {percent}:
+        notes.append(
+            f"the log names {sorted(logged)} % held out, the configuration {percent:g} %; "
+            "the SRM check uses the configuration"
+        )
+    labels = np.array([p.arm for p in ready], dtype=object)
+    customers = {arm: int((labels == arm).sum()) for arm in (TREATED, HELD_OUT)}
+    srm = None
+    if ready and 0 < percent < 100:
+        srm = srm_check(customers, {TREATED: 100 - percent, HELD_OUT: percent})
+    metrics: tuple[MetricReport, ...] = ()
+    breakdown: dict[str, SegmentBreakdown] | None = None
+    if min(customers.values()) < 2:
+        notes.append("fewer than 2 customers in an arm: no metrics yet")
+    else:
+        wanted = [(p.decision_id, p.account_id, p.decided_at) for p in ready]
+        outcomes = decision_outcomes(project.warehouse, wanted, window=window)
+        kinds = [{o.kind for o in outcomes[p.decision_id]} for p in ready]
+        values = {
+            "conversion": np.array([float("converted" in k) for k in kinds]),
+            "retention": np.array([float("churned" not in k) for k in kinds]),
+        }
+        revenue = _revenue(project.warehouse, wanted, window)
+        if revenue is None:
+            notes.append("no Invoice Paid events in any window: no revenue per customer")
+        else:
+            values["revenue"] = np.array([revenue[p.decision_id] for p in ready])
+        kind = {"revenue": MetricKind.CONTINUOUS}
+        metrics = tuple(
+            analyze(
+                y, labels, control=HELD_OUT, metric=metric,
+                kind=kind.get(metric, MetricKind.BINARY),
+            )
+            for metric, y in values.items()
+        )  # fmt: skip
+        if segments is None:
+            notes.append(_NO_STAGE)
+        else:
+            stage = np.array([segments.get(p.account_id) for p in ready], dtype=object)
+            breakdown = {
+                metric: segment_breakdown(
+                    y, labels, stage, control=HELD_OUT,
+                    kind=kind.get(metric, MetricKind.BINARY), correction=Correction.HOLM,
+                )
+                for metric, y in values.items()
+            }  # fmt: skip
+    return GroupReport(
+        group=name,
+        campaign=campaign,
+        percent=percent,
+        customers=customers,
+        metrics=metrics,
+        srm=srm,
+        segments=breakdown,
+        decisions=len(placed),
+        repeats=len(placed) - len(first),
+        pending=len(first) - len(ready),
+        notes=tuple(notes),
+    )
+
+
+def experiment_report(
+    project: Project,
+    *,
+    as_of: dt.datetime,
+    window: dt.timedelta | None = None,
+    segments: Mapping[str, str] | None = None,
+) -> ExperimentReport:
+    """Treated against held out, for every holdout group in the decision log (module doc).
+
+    *window* defaults to ``decide.attribution_window``. *segments* maps an account
+    to a segment (its stage, say) for a per-segment breakdown with Holm-adjusted
+    p-values; the decision log does not keep the stage itself.
+    """
+    if window is None:
+        window = parse_duration(project.config.decide.attribution_window)
+    placed = _read_log(project, as_of)
+    by_group: dict[str, list[_Logged]] = {}
+    for p in placed:
+        by_group.setdefault(p.group, []).append(p)
+    order = sorted(by_group, key=lambda g: (g != _GLOBAL, g))
+    groups = tuple(
+        _group(project, g, by_group[g], as_of=as_of, window=window, segments=segments)
+        for g in order
+    )
+    notes = () if groups else ("no decision in the log carries a holdout check",)
+    return ExperimentReport(as_of, window, groups, notes)

@@ -1,0 +1,288 @@
+"""The holdout report: arms from the decision log, outcomes from the lake, checked statistics."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+from scipy import stats
+from sqlalchemy import select, update
+from statsmodels.stats import proportion
+from typer.testing import CliRunner
+
+from tenure.cli import app
+from tenure.decide import decide
+from tenure.identity import stitch
+from tenure.measure._report import HELD_OUT, TREATED, experiment_report
+from tenure.project import Project
+from tenure.store._tables import decisions
+from tests._lake import load_events
+from tests.conftest import make_project
+from tests.decide._world import NOON, customer, publish, write_policy_files
+
+_N = 300  # decided at NOON
+_LATE = 30  # decided 20 days later: their window is not over at AS_OF
+AS_OF = NOON + dt.timedelta(days=35)
+_WINDOW = dt.timedelta(days=30)
+_TREATED = ("queued", "deferred", "review")
+
+
+def _u(account: str, what: str) -> float:
+    """A uniform number in [0, 1) fixed by the account: the planted outcomes' dice."""
+    digest = hashlib.sha256(f"{what}:{account}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def _converts(account: str, treated: bool) -> bool:
+    return _u(account, "convert") < (0.45 if treated else 0.2)
+
+
+def _churns(account: str, treated: bool) -> bool:
+    return _u(account, "churn") < (0.1 if treated else 0.3)
+
+
+def _amount(account: str) -> float:
+    return float(50 + round(100 * _u(account, "amount")))
+
+
+def _event(
+    kind: str, event: str | None, at: dt.datetime, group: str, **props: Any
+) -> dict[str, Any]:
+    return {
+        "type": kind, "event": event, "user_id": f"{group}-u", "anonymous_id": None,
+        "group_id": group, "previous_id": None, "email": None, "timestamp": at,
+        "traits": None, "properties": json.dumps(props) if props else None, "context": None,
+        "source": "segment",
+    }  # fmt: skip
+
+
+def _with_holdouts(project: Project) -> Project:
+    text = (project.root / "tenure.yaml").read_text()
+    edited = text.replace(
+        "    global_control_percent: 0 ", "    global_control_percent: 30 #", 1
+    ).replace("    campaigns: {} ", "    campaigns: {save: 40} #", 1)
+    assert edited.count("global_control_percent: 30") == 1
+    assert edited.count("campaigns: {save: 40}") == 1
+    (project.root / "tenure.yaml").write_text(edited)
+    return Project.open(project.root, clock=lambda: NOON)
+
+
+def _log(project: Project) -> list[dict[str, Any]]:
+    with project.store.connect() as connection:
+        rows = connection.execute(select(decisions).order_by(decisions.c.decided_at))
+        return [dict(r._mapping) for r in rows]
+
+
+def _holdout_check(row: dict[str, Any]) -> dict[str, str] | None:
+    checks = orjson.loads(row["guardrails"])
+    return next((c for c in checks if c["guardrail"] == "holdout"), None)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
+    """Holdouts on, 330 customers decided for, outcomes planted after their decisions."""
+    root = tmp_path_factory.mktemp("report")
+    base = make_project(root / "proj", f"sqlite:///{root / 'store.db'}", clock=lambda: NOON)
+    write_policy_files(base)
+    base.close()
+    project = _with_holdouts(base)
+    groups = [f"g{n:03d}" for n in range(_N + _LATE)]
+    before = NOON - dt.timedelta(days=10)
+    load_events(project, "r1", [_event("group", None, before, g) for g in groups])
+    stitch(project)
+    nodes = project.warehouse.table("account_nodes").to_pyarrow().to_pylist()
+    account = {r["identifier"].removeprefix("group_id:"): r["account_id"] for r in nodes}
+    states = [
+        # the first half would get the save campaign's call, the rest the nurture tips
+        customer(n, churn=0.6, stage="renewal") if n % 2 == 0 else customer(n, logins=2)
+        for n in range(_N + _LATE)
+    ]
+    publish(
+        project,
+        [
+            dataclasses.replace(s, account_id=account[g])
+            for s, g in zip(states, groups, strict=True)
+        ],
+    )
+    ids = [account[g] for g in groups]
+    decide(project, now=NOON, accounts=ids[:_N])
+    decide(project, now=NOON + dt.timedelta(days=20), accounts=ids[_N:])
+    group_of = {a: g for g, a in account.items()}
+    planted = []
+    for row in _log(project):
+        if row["status"] not in (*_TREATED, "holdout"):
+            continue
+        a, at, treated = row["account_id"], row["decided_at"], row["status"] != "holdout"
+        g = group_of[a]
+        planted.append(_event("track", "Order Completed", at - dt.timedelta(days=1), g))
+        if _converts(a, treated):
+            planted.append(_event("track", "Subscription Started", at + dt.timedelta(days=3), g))
+            paid = at + dt.timedelta(days=5)
+            planted.append(_event("track", "Invoice Paid", paid, g, amount=_amount(a)))
+        if _churns(a, treated):
+            planted.append(_event("track", "Subscription Canceled", at + dt.timedelta(days=9), g))
+        # after the window: neither a churn nor revenue of this decision
+        planted.append(_event("track", "Subscription Canceled", at + dt.timedelta(days=31), g))
+        planted.append(_event("track", "Invoice Paid", at + dt.timedelta(days=32), g, amount=1e4))
+    load_events(project, "r2", planted)
+    yield project
+    project.close()
+
+
+def _arms(project: Project, group: str) -> dict[str, list[str]]:
+    """The log's accounts per arm, read straight from the holdout checks."""
+    arms: dict[str, list[str]] = {TREATED: [], HELD_OUT: []}
+    for row in _log(project):
+        check = _holdout_check(row)
+        if check is None or row["decided_at"] + _WINDOW > AS_OF:
+            continue
+        detail = check["detail"]
+        if row["status"] == "holdout":
+            held = detail.startswith("global control" if group == "global" else "campaign save")
+            if held:
+                arms[HELD_OUT].append(row["account_id"])
+            elif group == "global":  # kept by the campaign: outside the global control
+                arms[TREATED].append(row["account_id"])
+        elif row["status"] in _TREATED and (group == "global" or "campaign save" in detail):
+            arms[TREATED].append(row["account_id"])
+    return arms
+
+
+def test_arm_sizes_match_the_decision_log_and_late_decisions_are_pending(
+    world: Project,
+) -> None:
+    report = experiment_report(world, as_of=AS_OF)
+    assert [g.group for g in report.groups] == ["global control", "campaign save"]
+    glob, save = report.group("global control"), report.group("campaign save")
+    for group, name in ((glob, "global"), (save, "save")):
+        arms = _arms(world, name)
+        assert group.customers == {arm: len(accounts) for arm, accounts in arms.items()}
+        assert min(group.customers.values()) > 20
+    assert glob.percent == 30
+    assert save.percent == 40
+    # every NOON decision is in the global comparison, those the save holdout kept too
+    assert sum(glob.customers.values()) == _N
+    # the late cycle's customers are pending, not failures
+    late = [r for r in _log(world) if r["decided_at"] > NOON]
+    assert late
+    assert all(r["status"] in (*_TREATED, "holdout") for r in late)
+    assert glob.pending == _LATE
+    assert save.pending == sum(
+        1 for r in late if "campaign save" in (_holdout_check(r) or {}).get("detail", "")
+    )
+    assert glob.repeats == 0
+    assert glob.srm is not None
+    assert not glob.srm.flagged
+    assert save.srm is not None
+    assert not save.srm.flagged
+    assert save.srm.expected[HELD_OUT] == pytest.approx(0.4 * sum(save.customers.values()))
+    assert any("stage" in note for note in glob.notes)  # no stage in the log: said so
+
+
+@pytest.mark.parametrize(("name", "key"), [("global control", "global"), ("campaign save", "save")])
+def test_lifts_match_statsmodels_and_scipy_on_the_planted_outcomes(
+    world: Project, name: str, key: str
+) -> None:
+    report = experiment_report(world, as_of=AS_OF)
+    group = report.group(name)
+    arms = _arms(world, key)
+    treated, held = arms[TREATED], arms[HELD_OUT]
+    # the planted dice follow what each customer got: the global control's other arm
+    # also holds those the save holdout kept, who were planted as untreated
+    acted = {r["account_id"]: r["status"] != "holdout" for r in _log(world)}
+    assert sum(not acted[a] for a in treated) < len(treated) / 4
+    conv_t = np.array([_converts(a, acted[a]) for a in treated], dtype=float)
+    conv_c = np.array([_converts(a, False) for a in held], dtype=float)
+    lift = group.lift("conversion")
+    assert lift is not None
+    assert lift.absolute > 0
+    low, high = proportion.confint_proportions_2indep(
+        conv_t.sum(), conv_t.size, conv_c.sum(), conv_c.size, method="wald", compare="diff"
+    )
+    p = proportion.test_proportions_2indep(
+        conv_t.sum(), conv_t.size, conv_c.sum(), conv_c.size, method="wald"
+    ).pvalue
+    assert lift.absolute == pytest.approx(conv_t.mean() - conv_c.mean(), rel=1e-12)
+    assert (lift.absolute_ci_low, lift.absolute_ci_high) == pytest.approx((low, high), rel=1e-9)
+    assert lift.p_value == pytest.approx(p, rel=1e-6)
+    assert low > 0  # 45 % against 20 %: clearly positive on these sizes
+    rows = {row.arm: row for row in group.rows()}
+    summary = rows[TREATED].conversion
+    assert summary is not None
+    assert summary.n == len(treated)
+    wilson = proportion.proportion_confint(conv_t.sum(), conv_t.size, method="wilson")
+    assert (summary.ci_low, summary.ci_high) == pytest.approx(wilson, rel=1e-9)
+
+    kept_t = np.array([not _churns(a, acted[a]) for a in treated], dtype=float)
+    kept_c = np.array([not _churns(a, False) for a in held], dtype=float)
+    retention = group.lift("retention")
+    assert retention is not None
+    assert retention.absolute == pytest.approx(kept_t.mean() - kept_c.mean(), rel=1e-12)
+
+    paid_t = np.array([_amount(a) if _converts(a, acted[a]) else 0.0 for a in treated])
+    paid_c = np.array([_amount(a) if _converts(a, False) else 0.0 for a in held])
+    revenue = group.lift("revenue")
+    assert revenue is not None
+    assert revenue.absolute == pytest.approx(paid_t.mean() - paid_c.mean(), rel=1e-12)
+    welch = stats.ttest_ind(paid_t, paid_c, equal_var=False)
+    assert revenue.p_value == pytest.approx(welch.pvalue, rel=1e-6)
+
+
+def test_a_stage_breakdown_when_stages_are_passed_in(world: Project) -> None:
+    stages = {r["account_id"]: r["account_id"][-1] < "8" for r in _log(world)}
+    segments = {a: "early" if low else "late" for a, low in stages.items()}
+    report = experiment_report(world, as_of=AS_OF, segments=segments)
+    group = report.group("global control")
+    assert group.segments is not None
+    rows = group.segments["conversion"].rows
+    assert {r.segment for r in rows} == {"early", "late"}
+    assert all(r.lift.p_adjusted is not None and r.lift.p_adjusted >= r.lift.p_value for r in rows)
+    assert sum(r.n_treatment + r.n_control for r in rows) == sum(group.customers.values())
+
+
+def test_the_cli_prints_the_table_and_json(world: Project) -> None:
+    runner = CliRunner()
+    args = ["report", "experiments", "-p", str(world.root), "--as-of", AS_OF.isoformat()]
+    result = runner.invoke(app, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "global control: 30 % held out" in result.stdout
+    assert "campaign save: 40 % held out" in result.stdout
+    assert "SRM ok" in result.stdout
+    result = runner.invoke(app, [*args, "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.stdout)
+    report = experiment_report(world, as_of=AS_OF)
+    assert [g["customers"] for g in found["groups"]] == [g.customers for g in report.groups]
+    assert found["window_days"] == 30
+
+
+def test_a_tampered_split_is_flagged(world: Project) -> None:
+    """Relabel a third of the treated as held out: the split no longer is 70/30."""
+    hold = orjson.dumps(
+        [{"guardrail": "holdout", "verdict": "hold", "detail": "global control (30 %)"}]
+    ).decode()
+    with world.store.begin() as connection:
+        for row in _log(world):
+            check = _holdout_check(row)
+            if (
+                row["status"] in _TREATED
+                and check is not None
+                and check["detail"] == "treated (not in the global control)"
+                and _u(row["account_id"], "tamper") < 0.5
+            ):
+                connection.execute(
+                    update(decisions)
+                    .where(decisions.c.id == row["id"])
+                    .values(status="holdout", guardrails=hold)
+                )
+    group = experiment_report(world, as_of=AS_OF).group("global control")
+    assert group.srm is not None
+    assert group.srm.flagged
+    assert group.srm.p_value < 0.001

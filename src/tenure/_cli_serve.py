@@ -46,11 +46,10 @@ def serve(
     Acknowledged events are loaded into the lake in the background every
     serve.loader_interval (by one process at a time). Stop with Ctrl-C or SIGTERM.
     """
-    import os
-
     import uvicorn
 
     from tenure.api import create_app
+    from tenure.api._workers import serve_workers
 
     with errors(), project_at(project_dir) as opened:
         settings = opened.config.serve
@@ -63,17 +62,12 @@ def serve(
             app = create_app(opened, loader=False if no_loader else None)
             uvicorn.run(app, host=bind_host, port=bind_port, **options)
             return
-        # each worker process builds its own app from the environment
-        os.environ["TENURE_PROJECT"] = str(opened.root)
-        if no_loader:
-            os.environ["TENURE_SERVE_LOADER"] = "false"
-        uvicorn.run(
-            "tenure.api:app_from_environment",
-            factory=True,
-            workers=workers,
+        serve_workers(
+            opened.root,
             host=bind_host,
             port=bind_port,
-            **options,
+            workers=workers,
+            loader=False if no_loader else None,
         )
 
 

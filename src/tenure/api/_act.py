@@ -11,12 +11,9 @@ this account's state, sends, consent and cool-downs are read, by index.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import functools
 import hashlib
-import threading
-import weakref
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -25,7 +22,7 @@ import anyio.to_thread
 import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Connection, Engine, bindparam, func, insert, select
+from sqlalchemy import Connection, bindparam, func, insert, select
 from starlette.responses import Response
 
 from tenure._config_decide import DecideSettings, parse_duration
@@ -55,6 +52,7 @@ from tenure.errors import NotFoundError
 from tenure.govern.keys import Scope
 from tenure.govern.pii import Pseudonymizer
 from tenure.project import Project
+from tenure.store._locks import write_lock
 from tenure.store._tables import (
     consent,
     customer_state,
@@ -499,19 +497,6 @@ def _request_review(
     return int(connection.execute(_NEW_REVIEW, row).scalar_one())
 
 
-_WRITERS: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
-_WRITERS_LOCK = threading.Lock()
-
-
-def _serial(engine: Engine) -> contextlib.AbstractContextManager[Any]:
-    """SQLite has one writer: this process's deciders queue here, not in SQLite's busy
-    handler, whose growing sleeps would add milliseconds under load."""
-    if engine.dialect.name != "sqlite":
-        return contextlib.nullcontext()
-    with _WRITERS_LOCK:
-        return _WRITERS.setdefault(engine, threading.Lock())
-
-
 def next_best_action(
     project: Project, files: ProjectFiles, account_id: str, *, dry_run: bool, actor: str
 ) -> dict[str, Any]:
@@ -530,7 +515,7 @@ def next_best_action(
                 finally:
                     connection.rollback()
         else:
-            with _serial(engine), engine.begin() as connection:
+            with write_lock(engine), engine.begin() as connection:
                 answer = _decide_one(
                     connection, project, compiled, account_id, at, dry_run=False, actor=actor
                 )

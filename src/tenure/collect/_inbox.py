@@ -41,6 +41,7 @@ from tenure.collect._ingest import (
 from tenure.collect._segment import load_lines
 from tenure.project import Project
 from tenure.store import add_quarantined, start_run
+from tenure.store._locks import write_lock
 from tenure.store._tables import UTCDateTime, inbox
 
 __all__ = ["InboxStats", "InboxWriter", "Written", "inbox_stats", "load_inbox", "prune_inbox"]
@@ -210,7 +211,7 @@ class InboxWriter:
                     break
                 group.append(item)
             try:
-                with self._engine.begin() as connection:
+                with write_lock(self._engine), self._engine.begin() as connection:
                     written = write_events(
                         connection, [(r.source, r.events) for r in group], self._clock()
                     )

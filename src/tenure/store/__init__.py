@@ -19,6 +19,7 @@ from tenure.store._ingest import (
     resolve_quarantined,
     start_run,
 )
+from tenure.store._locks import write_lock
 from tenure.store._migrate import current_revision, head_revision, is_current, upgrade
 from tenure.store._tables import metadata
 
@@ -46,4 +47,5 @@ __all__ = [
     "start_run",
     "upgrade",
     "verify_audit_chain",
+    "write_lock",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from tenure._cli_common import JsonOption, ProjectOption, errors, out, print_json
 from tenure._cli_common import project as project_at
@@ -14,7 +14,8 @@ from tenure._cli_pipeline import AsOfOption, parse_as_of
 __all__ = ["report_app"]
 
 report_app = typer.Typer(
-    help="Reports on what the actions changed: holdouts and experiments.", no_args_is_help=True
+    help="Reports: holdouts and experiments, and customer KPIs by cohort and stage.",
+    no_args_is_help=True,
 )
 
 
@@ -106,5 +107,113 @@ def experiments(
         out.print(table)
         for note in group.notes:
             out.print(f"  [dim]{note}[/]", highlight=False)
+    for note in report.notes:
+        out.print(note, highlight=False)
+
+
+def _kpi(value: object, spec: str, unavailable: list[tuple[str, str, str]], where: str) -> str:
+    """A KPI cell: "—" for an unavailable one, whose reason (*where* is ``row:column``) is
+    kept for below the table."""
+    from tenure.lifecycle import Unavailable
+
+    if isinstance(value, Unavailable):
+        row, column = where.split(":", 1)
+        unavailable.append((row, column, value.reason))
+        return "—"
+    if value is None:
+        return "—"
+    assert isinstance(value, int | float)
+    return format(value, spec)
+
+
+def _reasons(unavailable: list[tuple[str, str, str]]) -> list[str]:
+    """One line per KPI and reason, naming the rows it applies to."""
+    rows: dict[tuple[str, str], list[str]] = {}
+    for row, column, reason in unavailable:
+        rows.setdefault((column, reason), []).append(row)
+    return [
+        f"  [dim]{column} — {', '.join(names)}: {reason}[/]"
+        for (column, reason), names in rows.items()
+    ]
+
+
+@report_app.command("kpis")
+def kpis(
+    as_of: AsOfOption = None,
+    project_dir: ProjectOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """KPIs by signup cohort and by stage: activation, churn, GRR/NRR, CLV, NPS, retention."""
+    from tenure.measure._kpis import kpi_report
+
+    with errors(), project_at(project_dir) as opened:
+        report = kpi_report(opened, as_of=parse_as_of(as_of, opened.clock()))
+    if json_out:
+        print_json(report.as_dict())
+        return
+    missing: list[tuple[str, str, str]] = []
+    cohorts = Table(
+        Column("cohort", no_wrap=True, min_width=7),
+        "accounts",
+        "activation",
+        "TTV days",
+        "logo churn",
+        "/ month",
+        "revenue churn",
+        "/ month",
+        "GRR 12m",
+        "NRR 12m",
+        "CLV",
+        "NPS",
+        "CAC payback",
+        title=f"signup cohorts as of {report.as_of:%Y-%m-%d %H:%M} UTC",
+    )
+    for c in report.cohorts:
+        name = f"{c.cohort:%Y-%m}"
+        cohorts.add_row(
+            name,
+            f"{c.accounts:,}",
+            _kpi(c.activation_rate, ".0%", missing, f"{name}:activation"),
+            _kpi(c.median_time_to_value_days, ".1f", missing, f"{name}:TTV"),
+            _kpi(c.logo_churn, ".0%", missing, f"{name}:logo churn"),
+            _kpi(c.logo_churn_monthly, ".1%", missing, f"{name}:logo churn / month"),
+            _kpi(c.revenue_churn, ".0%", missing, f"{name}:revenue churn"),
+            _kpi(c.revenue_churn_monthly, ".1%", missing, f"{name}:revenue churn / month"),
+            _kpi(c.grr_12m, ".0%", missing, f"{name}:GRR 12m"),
+            _kpi(c.nrr_12m, ".0%", missing, f"{name}:NRR 12m"),
+            _kpi(c.mean_clv, ",.0f", missing, f"{name}:CLV"),
+            _kpi(c.nps, "+.0f", missing, f"{name}:NPS"),
+            _kpi(c.cac_payback_months, ".1f", missing, f"{name}:CAC payback"),
+        )
+    out.print(cohorts)
+    for line in _reasons(missing):
+        out.print(line, highlight=False)
+    months = max((len(c.retention) for c in report.cohorts), default=0)
+    curves = Table(
+        "cohort", *[str(m) for m in range(months)], title="retention: % active at the end of month"
+    )
+    for c in report.cohorts:
+        shown = [f"{share:.0%}" for share in c.retention]
+        curves.add_row(f"{c.cohort:%Y-%m}", *shown, *[""] * (months - len(shown)))
+    out.print(curves)
+    missing = []
+    stages = Table(
+        "stage", "accounts", "MRR", "churn from stage", "CLV", "NPS", title="by stage now"
+    )
+    for s in report.stages:
+        if not s.accounts and s.churn_rate is None:
+            continue
+        where = s.stage.value
+        stages.add_row(
+            where,
+            f"{s.accounts:,}",
+            f"{s.mrr:,.0f}",
+            _kpi(s.churn_rate, ".0%", missing, f"{where}:churn"),
+            _kpi(s.mean_clv, ",.0f", missing, f"{where}:CLV"),
+            _kpi(s.nps, "+.0f", missing, f"{where}:NPS"),
+        )
+    out.print(stages)
+    for line in _reasons(missing):
+        out.print(line, highlight=False)
     for note in report.notes:
         out.print(note, highlight=False)

@@ -61,6 +61,7 @@ def test_the_global_control_gets_nothing_and_is_the_same_group_every_cycle(
     assert one.chosen is not None  # the action they would have had is in the log
     assert one.checks[-1].guardrail == "holdout"
     assert one.checks[-1].verdict is Verdict.HOLD
+    assert (one.checks[-1].group, one.checks[-1].percent) == ("global", 20)  # for reports
     assert "held out" in one.explanation
     # a week later (cool-downs over) the same customers are held out again
     later = decide(project, now=NOON + dt.timedelta(days=8))

@@ -27,6 +27,7 @@ import datetime as dt
 import enum
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Connection, func, select, text
@@ -56,11 +57,22 @@ class Check:
     verdict: Verdict
     detail: str
     until: dt.datetime | None = None  # a deferral's new start time
+    #: A holdout verdict's group ("global" or "campaign:<name>") and its percent held
+    #: out, so that reports read them from the log rather than from the wording.
+    group: str | None = None
+    percent: float | None = None
 
-    def as_dict(self) -> dict[str, str]:
-        found = {"guardrail": self.guardrail, "verdict": self.verdict.value, "detail": self.detail}
+    def as_dict(self) -> dict[str, Any]:
+        found: dict[str, Any] = {
+            "guardrail": self.guardrail,
+            "verdict": self.verdict.value,
+            "detail": self.detail,
+        }
         if self.until is not None:
             found["until"] = self.until.isoformat()
+        if self.group is not None:
+            found["group"] = self.group
+            found["percent"] = self.percent
         return found
 
 

@@ -15,8 +15,11 @@ from tenure._config_decide import Holdouts
 from tenure.decide._guardrails import Check, Verdict
 from tenure.measure._assign import Arm, Experiment, GlobalControl, assign, in_global_control
 
-__all__ = ["HoldoutGroups"]
+__all__ = ["CAMPAIGN_PREFIX", "GLOBAL", "HoldoutGroups"]
 
+#: The ``group`` of a holdout verdict: the global control, or ``campaign:<name>``.
+GLOBAL = "global"
+CAMPAIGN_PREFIX = "campaign:"
 _TREATMENT = "treatment"
 _CONTROL = "control"
 
@@ -53,17 +56,22 @@ class HoldoutGroups:
     def check(self, account_id: str, campaign: str | None) -> Check | None:
         """HOLD when the account is held out of *campaign*'s action; None when no group applies."""
         if self._global is not None and in_global_control(account_id, self._global):
-            return Check("holdout", Verdict.HOLD, f"global control ({self._percent:g} %)")
+            return Check(
+                "holdout", Verdict.HOLD, f"global control ({self._percent:g} %)",
+                group=GLOBAL, percent=self._percent,
+            )  # fmt: skip
         found = self._campaigns.get(campaign) if campaign else None
         if found is None:
-            return (
-                Check("holdout", Verdict.PASS, "treated (not in the global control)")
-                if self._global is not None
-                else None
-            )
+            if self._global is None:
+                return None
+            return Check(
+                "holdout", Verdict.PASS, "treated (not in the global control)",
+                group=GLOBAL, percent=self._percent,
+            )  # fmt: skip
         experiment, percent = found
+        group = f"{CAMPAIGN_PREFIX}{campaign}"
         if assign(account_id, experiment) == _CONTROL:
-            return Check("holdout", Verdict.HOLD, f"campaign {campaign} holdout ({percent:g} %)")
-        return Check(
-            "holdout", Verdict.PASS, f"treated in campaign {campaign} ({percent:g} % held out)"
-        )
+            held = f"campaign {campaign} holdout ({percent:g} %)"
+            return Check("holdout", Verdict.HOLD, held, group=group, percent=percent)
+        treated = f"treated in campaign {campaign} ({percent:g} % held out)"
+        return Check("holdout", Verdict.PASS, treated, group=group, percent=percent)

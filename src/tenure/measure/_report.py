@@ -51,6 +51,7 @@ import orjson
 from sqlalchemy import select
 
 from tenure._config_decide import parse_duration
+from tenure.decide._holdouts import CAMPAIGN_PREFIX, GLOBAL
 from tenure.decide._outcomes import decision_outcomes
 from tenure.features._attribute import attributed_events
 from tenure.measure._segments import SegmentBreakdown, segment_breakdown
@@ -77,7 +78,7 @@ HELD_OUT = "held out"
 _TREATED_STATUSES = ("queued", "deferred", "review")
 _GLOBAL = "global control"
 
-# The holdout check's details (tenure.decide._holdouts), the only place the group is kept.
+# The holdout check's wording, for decisions logged before checks carried their group.
 _GLOBAL_HOLD = re.compile(r"^global control \((?P<percent>[\d.]+) %\)$")
 _CAMPAIGN_HOLD = re.compile(r"^campaign (?P<campaign>.+) holdout \((?P<percent>[\d.]+) %\)$")
 _GLOBAL_PASS = re.compile(r"^treated \(not in the global control\)$")
@@ -235,6 +236,28 @@ def _placements(row: Mapping[str, Any]) -> list[_Logged]:
             campaign, float(percent) if percent is not None else None, implied,
         )  # fmt: skip
 
+    group = check.get("group")
+    if isinstance(group, str):  # logged with its group (older logs: parsed from the wording)
+        percent = check.get("percent")
+        shown = None if percent is None else str(percent)
+        if group == GLOBAL:
+            if verdict == "hold" and status == "holdout":
+                return [logged(HELD_OUT, _GLOBAL, None, shown)]
+            if verdict == "pass" and status in _TREATED_STATUSES:
+                return [logged(TREATED, _GLOBAL, None, None)]
+            return []
+        name = group.removeprefix(CAMPAIGN_PREFIX)
+        if verdict == "hold" and status == "holdout":
+            arm = HELD_OUT
+        elif verdict == "pass" and status in _TREATED_STATUSES:
+            arm = TREATED
+        else:
+            return []
+        # outside the global control: its treated arm (see the module doc)
+        return [
+            logged(arm, f"campaign {name}", name, shown),
+            logged(TREATED, _GLOBAL, None, None, implied=True),
+        ]
     if verdict == "hold" and status == "holdout":
         if match := _GLOBAL_HOLD.match(detail):
             return [logged(HELD_OUT, _GLOBAL, None, match["percent"])]

@@ -177,3 +177,36 @@ def test_journey_errors_name_the_file_and_step(tmp_path: Path) -> None:
         PolicyError, match="journey 'onboarding', enter: the condition is not valid"
     ):
         load_journeys(tmp_path / "b")
+
+
+def test_a_held_out_customer_walks_the_journey_and_is_sent_nothing(
+    world: Project, clock: Clock
+) -> None:
+    text = (world.root / "tenure.yaml").read_text()
+    old = "    campaigns: {}                 # e.g. {save: 10}: 10 % of the save campaign's targets"
+    assert old in text
+    (world.root / "tenure.yaml").write_text(text.replace(old, "    campaigns: {onboarding: 50}"))
+    project = Project.open(world.root, clock=clock)
+    publish(project, [_new(n) for n in range(1, 21)])
+    run_journeys(project)
+    with project.store.connect() as connection:
+        held = {
+            r.account_id
+            for r in connection.execute(
+                select(journey_runs.c.account_id)
+                .join(journey_steps, journey_runs.c.id == journey_steps.c.run_id)
+                .where(journey_steps.c.outcome == "holdout")
+            )
+        }
+    sent = {r["account_id"] for r in queued(project)}
+    assert held
+    assert sent
+    assert not held & sent  # the held out got nothing
+    assert len(held | sent) == 20  # everyone else got the welcome email
+    # the held out walk on: a week later their reminder is held out again
+    clock.now += dt.timedelta(days=7)
+    run_journeys(project)
+    for account in held:
+        assert ("reminder", "holdout") in _steps(project, account)
+    assert {r["account_id"] for r in queued(project)} == sent
+    project.close()

@@ -46,6 +46,7 @@ from tenure.decide._cycle import _decision_row, _outbox_row, preparer
 from tenure.decide._engine import Candidate, Decision, Prepare, decision_id
 from tenure.decide._explain import explain
 from tenure.decide._guardrails import Check, Guardrails, Ledger, Verdict, decide_lock
+from tenure.decide._holdouts import HoldoutGroups
 from tenure.decide._policy import Action, CompiledRule, Rule, _compile, parse_yaml_model
 from tenure.decide._state import CustomerState, load_states
 from tenure.decide._templates import load_templates
@@ -182,6 +183,7 @@ class _Pass:
     versions: dict[str, int]
     template_versions: dict[str, int]
     expires: dt.timedelta
+    holdouts: HoldoutGroups
     counts: dict[str, int] = field(default_factory=dict)
 
     def count(self, key: str) -> None:
@@ -244,8 +246,16 @@ def _send(p: _Pass, loaded: LoadedJourney, run_id: int, step: Step, state: Custo
         except TemplateError as error:
             checks = (*checks, Check("template", Verdict.BLOCK, str(error)))
             verdicts.add(Verdict.BLOCK)
+    held = None
+    if Verdict.BLOCK not in verdicts:
+        # held out like a policy's action: decided, logged, not sent (the journey goes on)
+        held = p.holdouts.check(state.account_id, step.send.campaign)
+        if held is not None:
+            checks = (*checks, held)
     if Verdict.BLOCK in verdicts:
         status = "blocked"
+    elif held is not None and held.verdict is Verdict.HOLD:
+        status = "holdout"
     elif Verdict.REVIEW in verdicts:
         status = "review"
     elif Verdict.DEFER in verdicts:
@@ -280,6 +290,8 @@ def _send(p: _Pass, loaded: LoadedJourney, run_id: int, step: Step, state: Custo
             )
         )  # fmt: skip
         p.count("review")
+    elif status == "holdout":
+        p.count("holdout")
     else:
         p.count("blocked")
     blocked = next((c for c in checks if c.verdict is Verdict.BLOCK), None)
@@ -362,6 +374,7 @@ def run_journeys(project: Project, *, now: dt.datetime | None = None,
                                                  actor=actor)
                                for n, t in templates.templates.items()},
             expires=parse_duration(settings.review.expires_after),
+            holdouts=HoldoutGroups(settings.holdouts),
         )  # fmt: skip
         states = {s.account_id: s for s in load_states(connection)}
         due = connection.execute(

@@ -311,3 +311,23 @@ def test_cli_json_and_tables(lake: Project) -> None:
     assert "retention: % active at the end of month" in text
     assert "cohort too young: its month 12 ends 2025-03-01" in text
     assert "no spend data" in text
+
+
+def test_mrr_at_many_points_agrees_with_mrr_at_one_point(lake: Project) -> None:
+    """One expression for hundreds of points (a union of one query per point grew too
+    deep to compile on a few years of monthly cohorts), equal to the one-point rule."""
+    from tenure.lifecycle._history import account_events, milestone_events
+    from tenure.lifecycle._kpis import _mrr_at, fetch_rows, mrr_at_points
+
+    warehouse = lake.warehouse
+    settings = lake.config.lifecycle
+    events = milestone_events(account_events(warehouse, as_of=AS_OF), settings)
+    points = [day("2022-12-01") + dt.timedelta(days=3 * i) for i in range(300)]
+    many = fetch_rows(warehouse.backend, mrr_at_points(events, settings, points))
+    by_point: dict[dt.datetime, dict[str, float]] = {}
+    for row in many:
+        by_point.setdefault(row["point"], {})[row["account_id"]] = float(row["mrr"])
+    for at in (points[40], points[150], points[299]):
+        one = fetch_rows(warehouse.backend, _mrr_at(events, settings, at))
+        assert by_point.get(at, {}) == {r["account_id"]: float(r["mrr"]) for r in one}
+    assert any(by_point.values())

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import ibis
+import pyarrow as pa
 
 from tenure._event_values import json_number
 from tenure.config import LifecycleSettings
@@ -31,6 +32,7 @@ __all__ = [
     "fetch_rows",
     "fraction",
     "lead_kpis",
+    "mrr_at_points",
     "number_or_none",
     "onboarding_kpis",
     "retention_kpis",
@@ -348,6 +350,44 @@ def _mrr_at(events: ir.Table, settings: LifecycleSettings, at: dt.datetime) -> i
     )
     joined = active.join(price, ["account_id", "sub_key"])
     return joined.group_by("account_id").aggregate(mrr=joined.mrr.sum())
+
+
+def mrr_at_points(
+    events: ir.Table, settings: LifecycleSettings, points: list[dt.datetime]
+) -> ir.Table:
+    """``account_id``, ``point``, ``mrr``: each account's MRR at each of *points*.
+
+    The same rule as :func:`_mrr_at`, for many times in one expression: the
+    subscription events are range-joined to the points (each point sees the
+    events before it), rather than one query per point stacked in a union,
+    whose depth grows with the number of points.
+    """
+    times = ibis.memtable(
+        pa.table({"point": pa.array(sorted(set(points)), pa.timestamp("us", tz="UTC"))})
+    )
+    names = [*settings.purchase_events, *settings.churn_events, *settings.mrr_events]
+    base = events.filter(events.event.isin(names))
+    base = base.mutate(
+        sub_key=ibis.coalesce(_prop(base, "subscription_id"), ibis.literal("")),
+        mrr=_number(base, settings.mrr_property),
+    )
+    seen = base.join(times, base.timestamp < times.point)
+    starts = seen.event.isin(settings.purchase_events)
+    cancels = seen.event.isin(settings.churn_events)
+    priced = seen.event.isin(settings.mrr_events) & seen.mrr.notnull()
+    state = seen.group_by(["account_id", "sub_key", "point"]).aggregate(
+        started=seen.timestamp.max(where=starts),
+        canceled=seen.timestamp.max(where=cancels),
+        mrr=seen.mrr.argmax(seen.timestamp, where=priced),
+        priced=priced.any(),
+    )
+    # a start and a cancellation of one subscription at the same time leave it canceled
+    active = state.filter(
+        state.started.notnull()
+        & (state.canceled.isnull() | (state.started > state.canceled))
+        & state.priced
+    )
+    return active.group_by(["account_id", "point"]).aggregate(mrr=active.mrr.sum())
 
 
 def retention_kpis(

@@ -22,7 +22,6 @@ The definitions are in ``docs/measure.md`` (KPIs); in short:
 from __future__ import annotations
 
 import datetime as dt
-import functools
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
@@ -42,10 +41,10 @@ from tenure.lifecycle._history import (
 )
 from tenure.lifecycle._kpis import (
     Unavailable,
-    _mrr_at,
     days_between,
     fetch_rows,
     fraction,
+    mrr_at_points,
     number_or_none,
 )
 from tenure.lifecycle._stages import CUSTOMER_STAGES, Stage
@@ -257,10 +256,7 @@ def _mrr_points(
     events: ir.Table, settings: LifecycleSettings, points: list[dt.datetime]
 ) -> ir.Table:
     """``account_id``, ``point``, ``mrr``: each account's MRR at each time of *points*."""
-    parts = [
-        _mrr_at(events, settings, t).mutate(point=ibis.literal(t, _TS)) for t in sorted(points)
-    ]
-    table = functools.reduce(lambda a, b: a.union(b, distinct=False), parts)
+    table = mrr_at_points(events, settings, points)
     return table.select("account_id", "point", mrr=table.mrr.cast("float64"))
 
 

@@ -12,8 +12,8 @@ the action as its treated counterpart.
 from __future__ import annotations
 
 from tenure._config_decide import Holdouts
+from tenure.decide._assign import Arm, Experiment, GlobalControl, assign, in_global_control
 from tenure.decide._guardrails import Check, Verdict
-from tenure.measure._assign import Arm, Experiment, GlobalControl, assign, in_global_control
 
 __all__ = ["CAMPAIGN_PREFIX", "GLOBAL", "HoldoutGroups"]
 

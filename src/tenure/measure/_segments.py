@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from tenure.measure._assign import ExperimentError
+from tenure.errors import ExperimentError
 from tenure.measure._stats import (
     Correction,
     Lift,

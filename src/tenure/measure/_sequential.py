@@ -46,7 +46,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from tenure.measure._assign import ExperimentError
+from tenure.errors import ExperimentError
 from tenure.measure._stats import MetricKind, Values, _as_float, _kind
 
 __all__ = ["SequentialLook", "SequentialResult", "always_valid", "sequential_test"]

@@ -57,7 +57,7 @@ import numpy.typing as npt
 import pandas as pd
 from scipy import stats
 
-from tenure.measure._assign import ExperimentError
+from tenure.errors import ExperimentError
 
 __all__ = [
     "ArmSummary",

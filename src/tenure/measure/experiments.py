@@ -10,7 +10,7 @@ lifts with Holm or Benjamini–Hochberg control, post-stratified lifts) and
 time). Definitions are in ``docs/measure.md``.
 """
 
-from tenure.measure._assign import (
+from tenure.decide._assign import (
     Arm,
     Assignment,
     AssignmentReason,

@@ -28,6 +28,9 @@ which removes the chance imbalance between stages from the estimate.
 ``stages`` restricts an experiment to customers in those stages at assignment.
 A per-campaign holdout is an experiment with a ``control`` arm that receives
 nothing (e.g. 10 %) and one treatment arm; a multi-arm test has more arms.
+
+It lives in decide, where customers are placed (:mod:`tenure.decide._holdouts`);
+:mod:`tenure.measure.experiments` re-exports it beside the statistics.
 """
 
 from __future__ import annotations

@@ -43,11 +43,11 @@ from tenure.decide import (
     ensure_version,
     get_decision,
 )
-from tenure.decide._cycle import _ACTED, _decision_row, _outbox_row
+from tenure.decide._cycle import ACTED_STATUSES, decision_row, outbox_row
 from tenure.decide._engine import decision_id
-from tenure.decide._guardrails import _COUNTED
+from tenure.decide._guardrails import COUNTED_STATUSES
 from tenure.decide._state import CustomerState
-from tenure.decide._state import _from_row as state_of
+from tenure.decide._state import state_from_row as state_of
 from tenure.errors import NotFoundError
 from tenure.govern.keys import Scope
 from tenure.govern.pii import Pseudonymizer
@@ -85,7 +85,7 @@ _LOGGED = select(decisions.c.id).where(decisions.c.id == bindparam("id"))
 _SENDS = select(outbox.c.channel, outbox.c.created_at).where(
     (outbox.c.account_id == bindparam("account"))
     & (outbox.c.created_at > bindparam("since"))
-    & outbox.c.status.in_(_COUNTED)
+    & outbox.c.status.in_(COUNTED_STATUSES)
 )
 _CONSENT = select(consent.c.identifier, consent.c.channel, consent.c.granted).where(
     consent.c.id.in_(
@@ -96,13 +96,13 @@ _CONSENT = select(consent.c.identifier, consent.c.channel, consent.c.granted).wh
     )
 )
 _SPENT = select(func.coalesce(func.sum(outbox.c.cost), 0.0)).where(
-    (outbox.c.created_at > bindparam("since")) & outbox.c.status.in_(_COUNTED)
+    (outbox.c.created_at > bindparam("since")) & outbox.c.status.in_(COUNTED_STATUSES)
 )
 _FIRED = (
     select(decisions.c.policy, decisions.c.rule_id, func.max(decisions.c.decided_at))
     .where(
         (decisions.c.account_id == bindparam("account"))
-        & decisions.c.status.in_(_ACTED)
+        & decisions.c.status.in_(ACTED_STATUSES)
         & (decisions.c.decided_at > bindparam("since"))
     )
     .group_by(decisions.c.policy, decisions.c.rule_id)
@@ -456,14 +456,14 @@ def _decide_one(
     policy_versions_, template_versions = _versions(
         connection, compiled, at=at, actor=actor, record=not dry_run
     )
-    row = _decision_row(decision, "api", policy_versions_, template_versions)
+    row = decision_row(decision, "api", policy_versions_, template_versions)
     review_id: int | None = None
     if not dry_run:
         connection.execute(insert(decisions), row)
         if decision.delivery is not None:
             recipient, payload = decision.delivery
             connection.execute(
-                insert(outbox), _outbox_row(decision, recipient, payload, template_versions)
+                insert(outbox), outbox_row(decision, recipient, payload, template_versions)
             )
         if decision.status == "review":
             review_id = _request_review(connection, decision, settings, at)

@@ -40,8 +40,11 @@ if TYPE_CHECKING:
     from tenure.project import Project
 
 __all__ = [
+    "ACTED_STATUSES",
     "CycleReport",
     "decide",
+    "decision_row",
+    "outbox_row",
     "preparer",
     "preview_template",
     "render_action",
@@ -50,7 +53,7 @@ __all__ = [
 
 #: Statuses that start a rule's cool-down: a held-out customer is exposed to the
 #: decision like a treated one (and would only be held out again meanwhile).
-_ACTED = ("queued", "deferred", "review", "holdout")
+ACTED_STATUSES = ("queued", "deferred", "review", "holdout")
 #: A customer's matched rules and the rules whose condition could not be evaluated.
 Matches = tuple[list[CompiledRule], dict[str, str]]
 
@@ -170,7 +173,9 @@ def _history(
                 decisions.c.rule_id,
                 func.max(decisions.c.decided_at).label("at"),
             )
-            .where(decisions.c.status.in_(_ACTED) & (decisions.c.decided_at > now - longest))
+            .where(
+                decisions.c.status.in_(ACTED_STATUSES) & (decisions.c.decided_at > now - longest)
+            )
             .group_by(decisions.c.account_id, decisions.c.policy, decisions.c.rule_id)
         )
         for row in rows:
@@ -217,7 +222,7 @@ def _candidates(
     return len(contexts), load()
 
 
-def _decision_row(
+def decision_row(
     decision: Decision, path: str, versions: dict[str, int], templates: dict[str, int]
 ) -> dict[str, Any]:
     chosen = decision.chosen
@@ -352,7 +357,7 @@ def _run(
             continue
         if decision.delivery is not None:
             recipient, payload = decision.delivery
-            outbox_rows.append(_outbox_row(decision, recipient, payload, template_versions))
+            outbox_rows.append(outbox_row(decision, recipient, payload, template_versions))
         if decision.status == "review":
             review = next(c for c in decision.checks if c.verdict is Verdict.REVIEW)
             review_rows.append(
@@ -365,7 +370,7 @@ def _run(
                 }
             )
         made.append(decision)
-        decision_rows.append(_decision_row(decision, path, policy_versions, template_versions))
+        decision_rows.append(decision_row(decision, path, policy_versions, template_versions))
     if not dry_run:
         for table, rows in (
             (decisions, decision_rows),
@@ -385,7 +390,7 @@ def _run(
     )
 
 
-def _outbox_row(
+def outbox_row(
     decision: Decision, recipient: str, payload: dict[str, Any], template_versions: dict[str, int]
 ) -> dict[str, Any]:
     assert decision.chosen is not None

@@ -37,10 +37,10 @@ from tenure.decide._policy import Action
 from tenure.decide._state import Contact, CustomerState
 from tenure.store._tables import consent, outbox
 
-__all__ = ["Check", "Guardrails", "Ledger", "Verdict", "decide_lock"]
+__all__ = ["COUNTED_STATUSES", "Check", "Guardrails", "Ledger", "Verdict", "decide_lock"]
 
 #: Outbox states that used (or will use) a send: everything but cancelled and dead.
-_COUNTED = ("queued", "sending", "sent", "retry")
+COUNTED_STATUSES = ("queued", "sending", "sent", "retry")
 
 
 class Verdict(enum.StrEnum):
@@ -108,7 +108,7 @@ class Ledger:
         since = now - max(windows)
         rows = connection.execute(
             select(outbox.c.account_id, outbox.c.channel, outbox.c.created_at).where(
-                (outbox.c.created_at > since) & outbox.c.status.in_(_COUNTED)
+                (outbox.c.created_at > since) & outbox.c.status.in_(COUNTED_STATUSES)
             )
         )
         sends: dict[str, list[tuple[str, dt.datetime]]] = defaultdict(list)
@@ -122,7 +122,7 @@ class Ledger:
             start = now - max(periods)
             spent = connection.execute(
                 select(outbox.c.campaign, outbox.c.created_at, outbox.c.cost).where(
-                    (outbox.c.created_at > start) & outbox.c.status.in_(_COUNTED)
+                    (outbox.c.created_at > start) & outbox.c.status.in_(COUNTED_STATUSES)
                 )
             )
             spend: dict[str, list[tuple[dt.datetime, float]]] = defaultdict(list)

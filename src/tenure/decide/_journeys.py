@@ -42,7 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from sqlalchemy import Connection, func, insert, select, update
 
 from tenure._config_decide import Duration, parse_duration
-from tenure.decide._cycle import _decision_row, _outbox_row, preparer
+from tenure.decide._cycle import decision_row, outbox_row, preparer
 from tenure.decide._engine import Candidate, Decision, Prepare, decision_id
 from tenure.decide._explain import explain
 from tenure.decide._guardrails import Check, Guardrails, Ledger, Verdict, decide_lock
@@ -270,13 +270,13 @@ def _send(p: _Pass, loaded: LoadedJourney, run_id: int, step: Step, state: Custo
         contact=contact, state=state, not_before=not_before, explanation="",
     )  # fmt: skip
     decision = dataclasses.replace(decision, explanation=explain(decision))
-    row = _decision_row(decision, "journey", {journey.name: p.versions[journey.name]},
+    row = decision_row(decision, "journey", {journey.name: p.versions[journey.name]},
                         p.template_versions)  # fmt: skip
     p.connection.execute(insert(decisions).values(**row))
     if status in ("queued", "deferred") and delivery is not None:
         recipient, payload = delivery
         p.connection.execute(
-            insert(outbox).values(**_outbox_row(decision, recipient, payload, p.template_versions))
+            insert(outbox).values(**outbox_row(decision, recipient, payload, p.template_versions))
         )
         p.ledger.record(state.account_id, step.send.channel.value, step.send.campaign,
                         step.send.cost)  # fmt: skip

@@ -109,7 +109,7 @@ def approve(
     project: Project, review_id: int, *, actor: str, note: str = "", now: dt.datetime | None = None
 ) -> str:
     """Approve and queue the action; returns the new status: queued, deferred or blocked."""
-    from tenure.decide._cycle import _outbox_row, preparer
+    from tenure.decide._cycle import outbox_row, preparer
 
     at = now or project.clock()
     settings = project.config.decide
@@ -168,7 +168,7 @@ def approve(
             logged_action = orjson.loads(logged.action)
             versions = {logged_action["template"]: logged_action.get("template_version")}
             connection.execute(
-                outbox.insert().values(**_outbox_row(decision, recipient, payload, versions))
+                outbox.insert().values(**outbox_row(decision, recipient, payload, versions))
             )
         connection.execute(
             update(review_queue)

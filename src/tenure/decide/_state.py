@@ -35,6 +35,7 @@ __all__ = [
     "load_states",
     "publish_state",
     "save_states",
+    "state_from_row",
 ]
 
 _SCORE_COLUMNS = (
@@ -317,7 +318,7 @@ def save_states(
         connection.execute(insert(customer_state), rows[start : start + 5000])
 
 
-def _from_row(row: Any) -> CustomerState:
+def state_from_row(row: Any) -> CustomerState:
     data = orjson.loads(row.state)
     return CustomerState(
         account_id=row.account_id,
@@ -346,7 +347,7 @@ def load_states(
     query = select(customer_state).order_by(customer_state.c.account_id)
     if account_ids is not None:
         query = query.where(customer_state.c.account_id.in_(sorted(set(account_ids))))
-    return [_from_row(row) for row in connection.execute(query)]
+    return [state_from_row(row) for row in connection.execute(query)]
 
 
 #: Variables a condition context is built from straight out of the stored JSON.

@@ -140,9 +140,14 @@ class DecideSettings(_Strict):
         ]
     )
     quiet_hours: QuietHours | None = QuietHours()
-    #: Spend caps per campaign, and over every campaign together.
+    #: Spend caps per campaign, and over every campaign together. While any is set,
+    #: a batch cycle decides the customers whose best action is worth most first.
     budgets: dict[str, CampaignBudget] = Field(default_factory=dict)
     global_budget: CampaignBudget | None = None
+    #: Act even where uplift says the action is worth less than nothing (uplift ×
+    #: value − cost < 0: it drives the customer away, or costs more than it saves).
+    #: Off by default: such a candidate is blocked ("value") and the next one tried.
+    act_on_negative_value: bool = False
     #: No message to an account with an urgent ticket opened this recently
     #: (feature ``days_since_urgent_ticket``), on these channels.
     urgent_ticket_suppression: Duration | None = "7d"

@@ -626,8 +626,12 @@ decide:
   # the action waits until the end instead. Set to null to switch off.
   quiet_hours: {start: "21:00", end: "08:00", channels: [email, in_app], default_timezone: UTC}
   # Spend caps: per campaign ({campaign: {budget: 5000, period: 30d}}) and overall.
+  # While any is set, customers whose best action is worth most are decided first.
   budgets: {}
   global_budget: null
+  # Act where uplift says the action does more harm than good (uplift × value − cost
+  # below 0)? By default such an action is blocked and the customer left alone.
+  act_on_negative_value: false
   # No message to an account with an urgent ticket opened this recently.
   urgent_ticket_suppression: 7d
   suppression_channels: [email, in_app]

@@ -42,10 +42,16 @@ def _by_account(project: Project) -> dict[str, dict[str, object]]:
 # ------------------------------------------------------------------ policies
 def test_bad_policies_name_the_file_rule_and_problem(tmp_path: Path) -> None:
     write(tmp_path / "p" / "a.yaml", POLICY.replace('stage == "renewal"', 'stage == "renewal" &&'))
-    with pytest.raises(PolicyError, match=r"rule 'renewal-call': the condition is not valid CEL"):
+    with pytest.raises(PolicyError) as bad_when:
         load_policies(tmp_path / "p")
+    assert str(bad_when.value).startswith(
+        f"{tmp_path / 'p' / 'a.yaml'}: policy 'retention', rule 'renewal-call', key 'when': "
+        "the condition is not valid CEL: "
+    )
     write(tmp_path / "q" / "a.yaml", POLICY.replace("stage ==", "plan =="))
-    with pytest.raises(PolicyError, match=r"unknown variable 'plan'.*conditions see scores"):
+    with pytest.raises(
+        PolicyError, match=r"key 'when': unknown variable 'plan'.*conditions and values see scores"
+    ):
         load_policies(tmp_path / "q")
     write(tmp_path / "r" / "a.yaml", POLICY.replace("channel: csm_task", "channel: fax"))
     with pytest.raises(ConfigError) as caught:

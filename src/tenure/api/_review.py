@@ -40,7 +40,13 @@ class GuardrailVerdict(BaseModel):
 class CandidateRule(BaseModel):
     rule: str = Field(description="policy/rule")
     priority: int
-    value: float | None = Field(description="expected value, where an uplift estimate exists")
+    value: float | None = Field(
+        description="expected value (uplift × value − cost) where an uplift estimate exists, "
+        "else what the rule's value expression gave; None: ranked by priority"
+    )
+    value_from: Literal["uplift", "rule"] | None = Field(
+        default=None, description="where the value came from: an uplift estimate or the rule"
+    )
     outcome: Literal["chosen", "blocked", "not reached"]
     guardrails: list[GuardrailVerdict]
 

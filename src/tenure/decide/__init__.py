@@ -12,7 +12,7 @@ from tenure.decide._cycle import (
     render_action,
     unsubscribe_secret,
 )
-from tenure.decide._engine import Candidate, Decider, Decision
+from tenure.decide._engine import Candidate, Decider, Decision, ValueSource
 from tenure.decide._guardrails import Check, Guardrails, Ledger, Verdict, decide_lock
 from tenure.decide._journeys import Journey, JourneyReport, load_journeys, run_journeys
 from tenure.decide._log import explain_decision, get_decision, list_decisions
@@ -49,6 +49,7 @@ __all__ = [
     "Rule",
     "Template",
     "TemplateSet",
+    "ValueSource",
     "Verdict",
     "approve",
     "decide",

@@ -5,6 +5,13 @@ The transaction holds the decide lock from its first statement (see
 is still true when the actions land in the outbox. Decisions of one cycle have
 ids derived from the cycle id and the account, so running the same cycle
 again adds nothing.
+
+Customers are decided in account order, streamed in chunks. While a budget
+applies (``decide.budgets`` or ``decide.global_budget``), what is spent first
+is gone for those who come later, so the cycle first ranks every customer a
+rule may act on by their best candidate (:func:`tenure.decide._engine.rank_key`:
+the highest value, then priority; ties by account) and decides in that order:
+a budget for K actions goes to the K customers worth most.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from sqlalchemy import Connection, func, insert, select
 
 from tenure._config_decide import Channel, parse_duration
 from tenure._tracing import tracer
-from tenure.decide._engine import Decider, Decision, Prepare
+from tenure.decide._engine import Decider, Decision, Prepare, RankKey, rank_key
 from tenure.decide._guardrails import Guardrails, Ledger, Verdict, decide_lock
 from tenure.decide._policy import CompiledRule, PolicySet, load_policies
 from tenure.decide._state import Contact, CustomerState, load_contexts, load_states
@@ -34,7 +41,7 @@ from tenure.decide._versions import ensure_version
 from tenure.errors import TemplateError
 from tenure.govern.consent import unsubscribe_token
 from tenure.govern.secrets import project_secret
-from tenure.store._tables import decisions, outbox, review_queue
+from tenure.store._tables import customer_state, decisions, outbox, review_queue
 
 if TYPE_CHECKING:
     from tenure.project import Project
@@ -56,6 +63,8 @@ __all__ = [
 ACTED_STATUSES = ("queued", "deferred", "review", "holdout")
 #: A customer's matched rules and the rules whose condition could not be evaluated.
 Matches = tuple[list[CompiledRule], dict[str, str]]
+#: Full customer states loaded at once.
+_CHUNK = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,31 +204,79 @@ def _candidates(
     fired: dict[str, dict[str, dt.datetime]],
     in_review: set[str],
     at: dt.datetime,
+    *,
+    by_value: bool,
 ) -> tuple[int, Iterator[tuple[CustomerState, Matches | None]]]:
     """How many customers there are, and the ones a rule may act on, with their matches.
 
     Conditions are evaluated on contexts the database extracts from the stored
     state; only customers with an eligible rule are loaded whole (in chunks).
+    They come in account order, or with *by_value* best first (see :func:`_by_value`).
     """
-    contexts = load_contexts(connection, decider.policies.fields, accounts)
+    contexts = load_contexts(connection, decider.policies.condition_fields, accounts)
+    hits: list[tuple[str, Matches | None]]
     if contexts is None:  # a condition reads derived values: evaluate on full states
-        states = load_states(connection, accounts)
-        return len(states), ((state, None) for state in states)
-    hits: list[tuple[str, Matches]] = []
-    for account_id, stage, context in contexts:
-        if account_id in in_review:
+        query = select(customer_state.c.account_id).order_by(customer_state.c.account_id)
+        if accounts is not None:
+            query = query.where(customer_state.c.account_id.in_(sorted(set(accounts))))
+        hits = [(account_id, None) for account_id in connection.execute(query).scalars()]
+        customers = len(hits)
+    else:
+        hits = []
+        for account_id, stage, context in contexts:
+            if account_id in in_review:
+                continue
+            matched, errors = decider.matching_context(context)
+            if decider.eligible(matched, stage, fired.get(account_id, {}), at):
+                hits.append((account_id, (matched, errors)))
+        customers = len(contexts)
+    if by_value:
+        hits = _by_value(connection, decider, hits, fired, in_review, at)
+    return customers, _states(connection, hits)
+
+
+def _states(
+    connection: Connection, hits: list[tuple[str, Matches | None]]
+) -> Iterator[tuple[CustomerState, Matches | None]]:
+    """The full state of each of *hits*, in their order, loaded a chunk at a time."""
+    for start in range(0, len(hits), _CHUNK):
+        chunk = hits[start : start + _CHUNK]
+        states = {s.account_id: s for s in load_states(connection, [a for a, _ in chunk])}
+        for account_id, matches in chunk:
+            yield states[account_id], matches
+
+
+def _by_value(
+    connection: Connection,
+    decider: Decider,
+    hits: list[tuple[str, Matches | None]],
+    fired: dict[str, dict[str, dt.datetime]],
+    in_review: set[str],
+    at: dt.datetime,
+) -> list[tuple[str, Matches | None]]:
+    """*hits* in the order a budget should be spent: the customers worth most first.
+
+    Each customer is keyed by the :func:`rank_key` of their first choice (the
+    best candidate its value does not block: a value before none, the higher
+    value, the higher priority), ties broken by account id; customers whose
+    every candidate is blocked by its value come last. Customers no rule may
+    act on are dropped (nothing would be decided for them). States are read a
+    chunk at a time and only the key is kept, so the second pass loads them again.
+    """
+    keyed: list[tuple[tuple[bool, RankKey], str, Matches]] = []
+    for state, matches in _states(connection, hits):
+        if state.account_id in in_review:
             continue
-        matched, errors = decider.matching_context(context)
-        if decider.eligible(matched, stage, fired.get(account_id, {}), at):
-            hits.append((account_id, (matched, errors)))
-
-    def load() -> Iterator[tuple[CustomerState, Matches | None]]:
-        for start in range(0, len(hits), 2000):
-            chunk = dict(hits[start : start + 2000])
-            for state in load_states(connection, chunk):
-                yield state, chunk[state.account_id]
-
-    return len(contexts), load()
+        found = decider.matching(state) if matches is None else matches
+        last_fired = fired.get(state.account_id, {})
+        eligible = decider.eligible(found[0], state.stage, last_fired, at)
+        if not eligible:
+            continue
+        first = decider.first_choice(state, eligible)
+        key = (True, (True, 0.0, 0)) if first is None else (False, rank_key(first))
+        keyed.append((key, state.account_id, found))
+    keyed.sort(key=lambda item: (item[0], item[1]))
+    return [(account_id, found) for _, account_id, found in keyed]
 
 
 def decision_row(
@@ -343,7 +400,11 @@ def _run(
     outbox_rows: list[dict[str, Any]] = []
     review_rows: list[dict[str, Any]] = []
     expires = at + parse_duration(settings.review.expires_after)
-    customers, work = _candidates(connection, decider, accounts, fired, in_review, at)
+    # while a budget applies, who comes first gets it: the customers worth most
+    by_value = bool(settings.budgets) or settings.global_budget is not None
+    customers, work = _candidates(
+        connection, decider, accounts, fired, in_review, at, by_value=by_value
+    )
     for state, matches in work:
         decision = decider.decide(
             ledger,

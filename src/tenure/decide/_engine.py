@@ -1,10 +1,15 @@
 """Arbitration: from matching rules to at most one action per customer per cycle.
 
 For each customer the rules whose stage eligibility, cool-down and CEL
-condition hold are the candidates. They are ranked by expected value —
-``uplift × value − cost``, where the customer's state has an uplift estimate
-for the action's treatment — and otherwise by priority (a candidate with an
-estimate ranks above one without). The guardrails then look at the best
+condition hold are the candidates. Each has a value: the expected value
+``uplift × value − cost`` where the customer's state has an uplift estimate
+for the action's treatment, else what the rule's own ``value`` expression
+gives, else none. They are ranked by value (a candidate with one above every
+candidate without), then by priority. An expected value below zero says acting
+does more harm than good, or costs more than it saves: that candidate is
+blocked ("value") and the customer left alone by it, unless
+``decide.act_on_negative_value``. A rule's value expression is a ranking, not
+money, so it is never a reason to block. The guardrails then look at the best
 candidate; a blocked one gives way to the next, so a frequency cap on email
 lets a CSM task through. The first candidate that is not blocked is the
 decision: queued, deferred (quiet hours) or waiting for review.
@@ -18,40 +23,73 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import enum
 import hashlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tenure.decide._explain import explain
+from tenure.decide._explain import _amount, explain
 from tenure.decide._guardrails import Check, Guardrails, Ledger, Verdict
 from tenure.decide._holdouts import HoldoutGroups
 from tenure.decide._policy import CompiledRule, PolicySet
 from tenure.decide._state import Contact, CustomerState
 from tenure.errors import TemplateError
 
-__all__ = ["Candidate", "Decider", "Decision", "decision_id"]
+__all__ = ["Candidate", "Decider", "Decision", "RankKey", "ValueSource", "decision_id", "rank_key"]
+
+#: What a CEL evaluation may raise for one customer: a missing field (KeyError), a
+#: type mismatch, an unknown function, a division by zero …
+_EVALUATION_ERRORS = (KeyError, TypeError, RuntimeError, ValueError, ArithmeticError)
+#: How a candidate sorts, best first: with a value before without, value, priority.
+RankKey = tuple[bool, float, int]
 
 
 def decision_id(cycle_id: str, account_id: str) -> str:
     return "d_" + hashlib.sha256(f"{cycle_id}\x1f{account_id}".encode()).hexdigest()[:24]
 
 
+def _failure(error: Exception) -> str:
+    """A CEL evaluation error in a few words."""
+    if isinstance(error, KeyError):
+        return f"no value for {error.args[0]!r}"
+    return str(error).split(". ")[0]
+
+
+class ValueSource(enum.StrEnum):
+    """Where a candidate's value came from."""
+
+    #: ``uplift × value − cost`` from the customer's uplift estimate: money, so below
+    #: zero the action is expected to do more harm than good.
+    UPLIFT = "uplift"
+    #: The rule's ``value`` expression: a ranking, not money.
+    RULE = "rule"
+
+
 @dataclass(frozen=True, slots=True)
 class Candidate:
     rule: CompiledRule
-    value: float | None  # expected value when an uplift estimate exists
+    value: float | None  # see value_from; None: ranked by priority
     checks: tuple[Check, ...] = ()
     outcome: str = "not reached"  # chosen | blocked | not reached
+    value_from: ValueSource | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "rule": self.rule.key,
             "priority": self.rule.rule.priority,
             "value": self.value,
+            "value_from": None if self.value_from is None else self.value_from.value,
             "outcome": self.outcome,
             "guardrails": [c.as_dict() for c in self.checks],
         }
+
+
+def rank_key(candidate: Candidate) -> RankKey:
+    """How *candidate* sorts, smallest first: a value before none, higher value, higher priority."""
+    value = candidate.value
+    return (value is None, -(value or 0.0), -candidate.rule.rule.priority)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +105,8 @@ class Decision:
     state: CustomerState
     not_before: dt.datetime
     explanation: str
-    errors: dict[str, str] = field(default_factory=dict)  # rule → condition error
+    #: rule → why its condition (or, for a candidate, its value) could not be evaluated
+    errors: dict[str, str] = field(default_factory=dict)
     #: The rendered action: recipient and outbox payload (None when nothing is to be sent).
     delivery: tuple[str, dict[str, Any]] | None = None
 
@@ -107,7 +146,7 @@ class Decider:
             return [], {}
         try:
             results = self.policies.combined.execute(context)
-        except (KeyError, TypeError, RuntimeError, ValueError):
+        except _EVALUATION_ERRORS:
             results = None  # some rule fails for this customer: find which, one by one
         matched: list[CompiledRule] = []
         errors: dict[str, str] = {}
@@ -117,11 +156,8 @@ class Decider:
             else:
                 try:
                     outcome = rule.program.execute(context)
-                except KeyError as error:
-                    errors[rule.key] = f"no value for {error.args[0]!r}"
-                    continue
-                except (TypeError, RuntimeError, ValueError) as error:
-                    errors[rule.key] = str(error).split(". ")[0]
+                except _EVALUATION_ERRORS as error:
+                    errors[rule.key] = _failure(error)
                     continue
             if outcome is True:
                 matched.append(rule)
@@ -148,22 +184,75 @@ class Decider:
             found.append(rule)
         return found
 
-    def rank(self, state: CustomerState, rules: list[CompiledRule]) -> list[Candidate]:
+    def rank(
+        self, state: CustomerState, rules: list[CompiledRule]
+    ) -> tuple[list[Candidate], dict[str, str]]:
+        """*rules* as candidates for *state*, best first, and the value expressions that failed.
+
+        A candidate's value is ``uplift × value − cost`` where the state has an
+        uplift estimate for the action's treatment, else its rule's value
+        expression, else None (ranked by priority, after every one with a value).
+        """
         candidates = []
+        errors: dict[str, str] = {}
+        context: dict[str, Any] | None = None
         for rule in rules:
             action = rule.rule.action
             uplift = state.uplift.get(action.treatment)
-            value = None if uplift is None else float(uplift) * state.value - action.cost
-            candidates.append(Candidate(rule, value))
-        candidates.sort(
-            key=lambda c: (
-                c.value is None,
-                -(c.value or 0.0),
-                -c.rule.rule.priority,
-                c.rule.key,
-            )
+            if uplift is not None:
+                value = float(uplift) * state.value - action.cost
+                candidates.append(Candidate(rule, value, value_from=ValueSource.UPLIFT))
+                continue
+            if rule.value_program is None:
+                candidates.append(Candidate(rule, None))
+                continue
+            if context is None:
+                context = self.policies.context(state.context())
+            try:
+                found = rule.value_program.execute(context)
+            except _EVALUATION_ERRORS as error:
+                errors[rule.key] = _failure(error)
+                candidates.append(Candidate(rule, None))
+                continue
+            if isinstance(found, bool) or not isinstance(found, int | float):
+                errors[rule.key] = f"gave {found!r}, not a number"
+                candidates.append(Candidate(rule, None))
+            elif not math.isfinite(found):
+                errors[rule.key] = f"gave {found!r}, not a finite number"
+                candidates.append(Candidate(rule, None))
+            else:
+                candidates.append(Candidate(rule, float(found), value_from=ValueSource.RULE))
+        candidates.sort(key=lambda c: (rank_key(c), c.rule.key))
+        return candidates, errors
+
+    def value_check(self, state: CustomerState, candidate: Candidate) -> Check | None:
+        """A block when *candidate*'s uplift says acting is worth less than nothing, else None.
+
+        Only an uplift estimate's expected value is money; a rule's value
+        expression ranks and never blocks. ``decide.act_on_negative_value``
+        switches the block off.
+        """
+        value = candidate.value
+        if (
+            candidate.value_from is not ValueSource.UPLIFT
+            or value is None
+            or value >= 0
+            or self.guardrails.settings.act_on_negative_value
+        ):
+            return None
+        action = candidate.rule.rule.action
+        uplift = float(state.uplift[action.treatment])
+        return Check(
+            "value",
+            Verdict.BLOCK,
+            f"expected value {_amount(value)} < 0: uplift {_amount(uplift, 3)} × value "
+            f"{_amount(state.value)} − cost {_amount(action.cost)}",
         )
-        return candidates
+
+    def first_choice(self, state: CustomerState, rules: list[CompiledRule]) -> Candidate | None:
+        """The best ranked of *rules*' candidates that its value does not block, if any."""
+        ranked, _ = self.rank(state, rules)
+        return next((c for c in ranked if self.value_check(state, c) is None), None)
 
     def decide(
         self,
@@ -186,7 +275,8 @@ class Decider:
         eligible = self.eligible(matched, state.stage, last_fired, now)
         if not eligible or busy:
             return None
-        ranked = self.rank(state, eligible)
+        ranked, failed = self.rank(state, eligible)
+        errors = {**errors, **failed}
         contact = state.contacts[0] if state.contacts else None
         done: list[Candidate] = []
         chosen: Candidate | None = None
@@ -195,6 +285,10 @@ class Decider:
         delivery = None
         the_id = decision_id(cycle_id, state.account_id)
         for candidate in ranked:
+            declined = self.value_check(state, candidate)
+            if declined is not None:  # left alone: no guardrail needs asking
+                done.append(dataclasses.replace(candidate, checks=(declined,), outcome="blocked"))
+                continue
             checks = tuple(
                 self.guardrails.check(ledger, state, contact, candidate.rule.rule.action)
             )
@@ -206,12 +300,12 @@ class Decider:
                     checks = (*checks, Check("template", Verdict.BLOCK, str(error)))
                     verdicts.add(Verdict.BLOCK)
             if Verdict.BLOCK in verdicts:
-                done.append(Candidate(candidate.rule, candidate.value, checks, "blocked"))
+                done.append(dataclasses.replace(candidate, checks=checks, outcome="blocked"))
                 continue
             held = self.holdouts.check(state.account_id, candidate.rule.rule.action.campaign)
             if held is not None:
                 checks = (*checks, held)
-            chosen = Candidate(candidate.rule, candidate.value, checks, "chosen")
+            chosen = dataclasses.replace(candidate, checks=checks, outcome="chosen")
             done.append(chosen)
             if held is not None and held.verdict is Verdict.HOLD:
                 # decided like any other, so the treated and the held out are alike
@@ -224,7 +318,7 @@ class Decider:
             else:
                 status = "queued"
             break
-        done.extend(Candidate(c.rule, c.value) for c in ranked[len(done) :])
+        done.extend(ranked[len(done) :])
         decision = Decision(
             id=the_id,
             cycle_id=cycle_id,

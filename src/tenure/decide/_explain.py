@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from tenure.decide._guardrails import Verdict
 
 if TYPE_CHECKING:
-    from tenure.decide._engine import Decision
+    from tenure.decide._engine import Candidate, Decision
 
 __all__ = ["explain"]
 
@@ -37,6 +37,35 @@ def _who(decision: Decision) -> str:
     return f"{name} ({', '.join(facts)})" if facts else name
 
 
+def _amount(number: float, places: int = 2) -> str:
+    """*number* with *places* decimals, thousands separated, and a true minus sign."""
+    return f"{number:,.{places}f}".replace("-", "−")
+
+
+def _number(value: float) -> str:
+    """A value of any scale (a probability, a CLV) in a few significant digits."""
+    return (f"{value:,.2f}" if abs(value) >= 10 else f"{value:.4g}").replace("-", "−")
+
+
+def _value(decision: Decision, candidate: Candidate) -> str | None:
+    """Where *candidate*'s value came from, in words (None: it has none)."""
+    value = candidate.value
+    if value is None:
+        return None
+    rule = candidate.rule.rule
+    uplift = decision.state.uplift.get(rule.action.treatment)
+    # ValueSource is a StrEnum (importing _engine here would be circular)
+    source = candidate.value_from
+    if source == "uplift" and uplift is not None:
+        return (
+            f"expected value {_amount(value)}: uplift {_amount(uplift, 3)} × value "
+            f"{_amount(decision.state.value)} − cost {_amount(rule.action.cost)}"
+        )
+    if source == "rule" and rule.value:
+        return f"value {_number(value)} by the rule's value expression {rule.value}"
+    return f"value {_number(value)}"
+
+
 def explain(decision: Decision) -> str:
     lines = [f"{_who(decision)}: {_STATUS.get(decision.status, decision.status)}."]
     chosen = decision.chosen
@@ -47,8 +76,9 @@ def explain(decision: Decision) -> str:
         if decision.contact is not None and action.channel.value in ("email", "in_app"):
             what += f" to {decision.contact.email or decision.contact.user_id}"
         extra = [f"priority {rule.priority}"]
-        if chosen.value is not None:
-            extra.insert(0, f"expected value {chosen.value:,.2f}")
+        worth = _value(decision, chosen)
+        if worth is not None:
+            extra.insert(0, worth)
         if action.campaign:
             extra.append(f"campaign {action.campaign}")
         if action.cost:
@@ -83,8 +113,17 @@ def explain(decision: Decision) -> str:
             why = f"{block.guardrail}: {block.detail}" if block else "blocked"
             lines.append(f"Also matched {other.rule.key}, blocked by {why}.")
         else:
-            lines.append(f"Also matched {other.rule.key}, ranked lower.")
-    if decision.errors:
-        failed = "; ".join(f"{k}: {v}" for k, v in sorted(decision.errors.items()))
+            worth = _value(decision, other)
+            note = f" ({worth})" if worth is not None else ""
+            lines.append(f"Also matched {other.rule.key}{note}, ranked lower.")
+    # a candidate's rule matched, so what failed for it was its value expression
+    ranked = {c.rule.key for c in decision.candidates}
+    conditions = {k: v for k, v in decision.errors.items() if k not in ranked}
+    values = {k: v for k, v in decision.errors.items() if k in ranked}
+    if conditions:
+        failed = "; ".join(f"{k}: {v}" for k, v in sorted(conditions.items()))
         lines.append(f"Conditions that could not be evaluated: {failed}.")
+    if values:
+        failed = "; ".join(f"{k}: {v}" for k, v in sorted(values.items()))
+        lines.append(f"Values that could not be evaluated, so ranked by priority: {failed}.")
     return "\n".join(lines)

@@ -10,6 +10,7 @@ A policy file (``policies/<name>.yaml``)::
         stages: [renewal]            # eligibility (optional): only these stages
         action: {channel: csm_task, template: renewal_call, campaign: renewal-save, cost: 40}
         priority: 90
+        value: scores.churn_probability * account.value   # optional: see below
         cooldown: 30d                # not again for the same account within 30 days
 
 Conditions see ``scores``, ``health``, ``features``, ``stage``, ``traits``,
@@ -19,6 +20,16 @@ per rule when the file loads. A field that is missing for a customer (e.g. a
 feature without data) makes that rule's condition an error for that customer:
 the rule does not fire and the decision log says why; write
 ``has(features.nps_last) && features.nps_last < 7`` to test for it.
+
+``value`` (optional) is a CEL expression over the same variables that gives a
+number (int or double): how much acting on this customer is worth, where the
+customer has no uplift estimate for the action's treatment. Candidates are
+ranked by value (an estimate's ``uplift × value − cost`` where there is one,
+else this), then priority; and while a budget applies, the batch cycle decides
+the customers worth most first. A value that cannot be evaluated for a
+customer leaves that candidate without one (ranked by priority), and the
+decision log says why. Unlike an uplift estimate's expected value, it is a
+ranking, not money: a negative one is not a reason to leave a customer alone.
 """
 
 from __future__ import annotations
@@ -55,7 +66,7 @@ __all__ = [
     "load_policies",
 ]
 
-#: The variables a condition may use; each is a map except ``stage``.
+#: The variables a condition or value may use; each is a map except ``stage``.
 CONTEXT_VARIABLES = ("scores", "health", "features", "stage", "traits", "account", "uplift")
 _MAP_VARIABLES = frozenset(CONTEXT_VARIABLES) - {"stage"}
 _M = TypeVar("_M", bound=BaseModel)
@@ -98,6 +109,8 @@ class Rule(BaseModel):
     when: str
     action: Action
     priority: int = 0
+    #: CEL giving a number: the candidate's value where no uplift estimate gives one.
+    value: str | None = None
     stages: list[str] | None = None
     cooldown: Duration | None = None
     description: str = ""
@@ -133,6 +146,10 @@ class CompiledRule:
     cooldown: dt.timedelta | None
     #: Per map variable, the fields the condition reads (None: the whole map).
     fields: dict[str, frozenset[str] | None]
+    #: The rule's value expression compiled (a cel.Program), when it has one.
+    value_program: Any = None
+    #: Per map variable, the fields the value expression reads.
+    value_fields: dict[str, frozenset[str] | None] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -148,13 +165,17 @@ class PolicySet:
     rules: tuple[CompiledRule, ...]
     #: All conditions as one CEL list: one evaluation per customer instead of one per rule.
     combined: Any = None
+    #: Per map variable, the fields conditions and value expressions read (None: all).
     fields: dict[str, frozenset[str] | None] = field(default_factory=dict)
+    #: What the conditions alone read: what a context for matching must hold. Values are
+    #: evaluated on full states, only for the customers a rule may act on.
+    condition_fields: dict[str, frozenset[str] | None] = field(default_factory=dict)
 
     def content_hash(self, name: str) -> str:
         return hashlib.sha256(self.sources[name].encode()).hexdigest()
 
     def context(self, full: Mapping[str, Any]) -> dict[str, Any]:
-        """*full* narrowed to what the conditions read (CEL converts every value passed)."""
+        """*full* narrowed to what conditions and values read (CEL converts every value passed)."""
         narrowed: dict[str, Any] = {}
         for name, wanted in self.fields.items():
             value = full.get(name)
@@ -205,18 +226,19 @@ def _merge_fields(
     return merged
 
 
-def _compile(where: str, source: str) -> Any:
+def _compile(where: str, source: str, *, what: str = "the condition") -> Any:
+    """*source* compiled; a PolicyError names *where* (file, rule, key) and *what* it is."""
     try:
         program = cel.compile(source)
     except ValueError as error:
-        raise PolicyError(f"{where}: the condition is not valid CEL: {error}") from None
+        raise PolicyError(f"{where}: {what} is not valid CEL: {error}") from None
     # a macro's iteration variable (``features.exists(k, …)``) is reported as a variable
     bound = set(_BOUND.findall(_STRING.sub('""', source)))
     unknown = sorted(set(program.variables()) - set(CONTEXT_VARIABLES) - bound)
     if unknown:
         raise PolicyError(
             f"{where}: unknown variable {', '.join(map(repr, unknown))} in {source!r}; "
-            f"conditions see {', '.join(CONTEXT_VARIABLES)}"
+            f"conditions and values see {', '.join(CONTEXT_VARIABLES)}"
         )
     return program
 
@@ -250,6 +272,7 @@ def load_policies(directory: Path) -> PolicySet:
     """Every ``*.yaml`` in *directory*, validated and compiled; errors name file and key."""
     policies: dict[str, Policy] = {}
     sources: dict[str, str] = {}
+    paths: dict[str, Path] = {}
     files = sorted(directory.glob("*.yaml")) + sorted(directory.glob("*.yml"))
     for path in files:
         text = path.read_text(encoding="utf-8")
@@ -258,21 +281,29 @@ def load_policies(directory: Path) -> PolicySet:
             raise PolicyError(f"{path}: a second policy named {policy.name!r}")
         policies[policy.name] = policy
         sources[policy.name] = text
+        paths[policy.name] = path
     compiled: list[CompiledRule] = []
     for name, policy in policies.items():
         seen: set[str] = set()
         for rule in policy.rules:
             if rule.id in seen:
-                raise PolicyError(f"policy {name!r}: two rules with id {rule.id!r}")
+                raise PolicyError(f"{paths[name]}: policy {name!r}: two rules with id {rule.id!r}")
             seen.add(rule.id)
-            where = f"policy {name!r}, rule {rule.id!r}"
+            where = f"{paths[name]}: policy {name!r}, rule {rule.id!r}"
+            value = rule.value
             compiled.append(
                 CompiledRule(
                     policy=name,
                     rule=rule,
-                    program=_compile(where, rule.when),
+                    program=_compile(f"{where}, key 'when'", rule.when),
                     cooldown=parse_duration(rule.cooldown) if rule.cooldown else None,
                     fields=_fields(rule.when),
+                    value_program=(
+                        None
+                        if value is None
+                        else _compile(f"{where}, key 'value'", value, what="the value")
+                    ),
+                    value_fields={} if value is None else _fields(value),
                 )
             )
     combined = None
@@ -283,5 +314,6 @@ def load_policies(directory: Path) -> PolicySet:
         sources=sources,
         rules=tuple(compiled),
         combined=combined,
-        fields=_merge_fields(r.fields for r in compiled),
+        fields=_merge_fields([*(r.fields for r in compiled), *(r.value_fields for r in compiled)]),
+        condition_fields=_merge_fields(r.fields for r in compiled),
     )

@@ -9,7 +9,7 @@ the log-parameters.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import ClassVar, Self, TypeAlias
 
 import numpy as np
@@ -175,7 +175,8 @@ class MaximumLikelihoodModel(Estimator):
             )
         params = self._params_at(result.x)
         log_likelihood = float(weights @ self._log_likelihood_terms(params, data))
-        if not (result.success and np.isfinite(log_likelihood)):
+        converged = result.success or _stationary(objective, result.x, bounds)
+        if not (converged and np.isfinite(log_likelihood)):
             raise ModelError(
                 f"{name} did not converge: {result.message}",
                 hint="try a small penalizer (e.g. 0.001), or check the data's time unit",
@@ -183,6 +184,41 @@ class MaximumLikelihoodModel(Estimator):
         self.params_ = dict(zip(self._param_names, map(float, params), strict=True))
         self.log_likelihood_ = log_likelihood
         return self
+
+
+def _stationary(
+    objective: Callable[[FloatArray], float],
+    point: FloatArray,
+    bounds: list[tuple[float, float]],
+    *,
+    step: float = 1e-3,
+    tolerance: float = 1e-4,
+) -> bool:
+    """Whether *point* is a (bound-constrained) optimum though the optimiser said otherwise.
+
+    Both optimisers can stop short on a flat ridge of the likelihood: L-BFGS-B when
+    its line search fails on finite-difference noise, Nelder–Mead when the simplex
+    keeps sliding along the flat coordinate. The point is an optimum when no
+    coordinate can lower the (per-customer) objective by more than *tolerance* per
+    unit: central differences wide enough to rise above the likelihood's rounding
+    noise on the ridge, where a coordinate at a bound only counts inward.
+    """
+    for i, (low, high) in enumerate(bounds):
+        up, down = point.copy(), point.copy()
+        up[i] = min(point[i] + step, high)
+        down[i] = max(point[i] - step, low)
+        width = up[i] - down[i]
+        if width <= 0:
+            continue
+        slope = (objective(up) - objective(down)) / width
+        if not np.isfinite(slope):
+            return False
+        at_low, at_high = point[i] - low < 10 * step, high - point[i] < 10 * step
+        if (at_low and slope > 0) or (at_high and slope < 0):
+            continue  # the objective falls only beyond the bound
+        if abs(slope) > tolerance:
+            return False
+    return True
 
 
 def as_customer_arrays(**named: npt.ArrayLike) -> list[FloatArray]:

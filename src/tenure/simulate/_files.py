@@ -185,15 +185,20 @@ class EventFile:
 class _Csv:
     def __init__(self, path: Path, schema: pa.Schema) -> None:
         self.schema = schema
+        self.sink = pa.OSFile(str(path), "wb")
         self.writer = pacsv.CSVWriter(
-            path, schema, write_options=pacsv.WriteOptions(quoting_style="needed")
+            self.sink, schema, write_options=pacsv.WriteOptions(quoting_style="needed")
         )
 
     def write(self, columns: dict[str, pa.Array]) -> None:
         self.writer.write_table(pa.table(columns, schema=self.schema))
 
+    def flush(self) -> None:
+        self.sink.flush()
+
     def close(self) -> None:
         self.writer.close()
+        self.sink.close()
 
 
 def _schema(*names: str) -> pa.Schema:
@@ -312,6 +317,11 @@ class ExportWriter:
         self.invoices.close()
         self.tickets.close()
 
+    def flush(self) -> None:
+        """Make every row written so far readable by others."""
+        self.invoices.flush()
+        self.tickets.flush()
+
     def month(self, world: World, facts: MonthFacts, rng: np.random.Generator) -> None:
         self._invoices(world, facts, rng)
         self._tickets(world, facts)
@@ -398,15 +408,19 @@ class ExportWriter:
             }
         )
 
-    def snapshots(self, world: World) -> None:
-        """Customers and subscriptions as exported at the end of the window."""
+    def snapshots(self, world: World, *, root: Path | None = None, now: int | None = None) -> None:
+        """Customers and subscriptions as exported at *now* (default: the end of the window),
+        into *root*/stripe (default: the export folder)."""
+        root = self.root if root is None else root
+        now = self.sim_end if now is None else now
+        (root / "stripe").mkdir(parents=True, exist_ok=True)
         s = world.state
         acc = np.arange(s.n, dtype=np.int64)
         n = len(acc)
         buyer = world.first_user(acc)
         email = user_email(world, buyer)
         created = fmt_time(s.start_ts[acc])
-        customers = _Csv(self.root / "stripe" / "customers.csv", _CUSTOMERS)
+        customers = _Csv(root / "stripe" / "customers.csv", _CUSTOMERS)
         customers.write(
             {
                 "id": _ids("cus_", acc, 6),
@@ -427,10 +441,10 @@ class ExportWriter:
         price = world.price[s.plan[acc]] * np.where(annual, 12.0, 1.0)
         # the current period: the latest anniversary (annual) or billing day (monthly)
         period_days = np.where(annual, 365, 30)
-        elapsed = np.maximum(self.sim_end - 1 - s.start_ts[acc], 0)
+        elapsed = np.maximum(now - 1 - s.start_ts[acc], 0)
         period_start = s.start_ts[acc] + (elapsed // (period_days * 86_400)) * period_days * 86_400
         reasons = np.where(s.churn_involuntary[acc], "payment_failed", "cancellation_requested")
-        subscriptions = _Csv(self.root / "stripe" / "subscriptions.csv", _SUBSCRIPTIONS)
+        subscriptions = _Csv(root / "stripe" / "subscriptions.csv", _SUBSCRIPTIONS)
         nulls = pa.nulls(n, pa.string())
         trial = trial_accounts(world, acc)
         trial_start, trial_end = trial_span(world, acc)

@@ -266,6 +266,19 @@ class Simulation:
             discount_forgone=round(float(forgone.sum()), 2),
         )
 
+    def export_snapshot(self, directory: Path) -> Path:
+        """Stripe's customer and subscription exports as they stand now (at the end of the
+        months stepped so far), written to *directory*/stripe; returns that folder.
+
+        The window's own snapshot is written by :meth:`finish`; this one lets a
+        step-wise run load the subscriptions month by month, as a nightly export would.
+        Invoices and tickets stream into ``exports/`` as the months run.
+        """
+        now = month_bounds(self.config, self.world.month - 1)[1] if self.world.month else 0
+        self._exports.snapshots(self.world, root=directory, now=now or self._first_start)
+        self._exports.flush()
+        return directory / "stripe"
+
     def finish(self) -> SimulationReport:
         """Run the months not yet stepped (no actions), write the end files, report."""
         if self._report is not None:

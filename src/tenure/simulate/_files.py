@@ -8,6 +8,7 @@ order and compression.
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
@@ -484,3 +485,58 @@ class ExportWriter:
             }
         )
         subscriptions.close()
+
+
+def read_text_csv(path: Path) -> pa.Table:
+    """An export CSV with every column as text, as it was written."""
+    with path.open(encoding="utf-8", newline="") as handle:
+        names = next(csv.reader(handle))
+    options = pacsv.ConvertOptions(
+        column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=True
+    )
+    return pacsv.read_csv(path, convert_options=options)
+
+
+def _blank(table: pa.Table, name: str, mask: pa.Array, value: str | None) -> pa.Table:
+    column = table.column(name)
+    replaced = pc.if_else(mask, pa.scalar(value, pa.string()), column)
+    return table.set_column(table.schema.get_field_index(name), name, replaced)
+
+
+def rows_as_of(kind: str, table: pa.Table, now: int) -> tuple[pa.Table, pa.Array]:
+    """Invoice or ticket rows as an export taken at *now* shows them, and which are final.
+
+    The streams hold each row as it ends up (a ticket with its solve time, an invoice
+    with the time a retry paid it). Before that time an export shows a ticket open
+    and an invoice unpaid, and the row comes again, changed, in a later export.
+    """
+    stamp = pa.scalar(fmt_time(np.array([now]))[0].as_py(), pa.string())
+    if kind == "tickets":
+        later = pc.fill_null(pc.greater_equal(table.column("Solved at"), stamp), False)
+        for name, value in (
+            ("Solved at", None),
+            ("Full resolution time in minutes", None),
+            ("Status", "Open"),
+            ("Satisfaction Score", "Unoffered"),
+        ):
+            table = _blank(table, name, later, value)
+        updated = table.column("Updated at")
+        late = pc.fill_null(pc.greater_equal(updated, stamp), False)
+        created = table.column("Created at")
+        table = table.set_column(
+            table.schema.get_field_index("Updated at"),
+            "Updated at",
+            pc.if_else(late, created, updated),
+        )
+    elif kind == "invoices":
+        later = pc.fill_null(pc.greater_equal(table.column("Paid At (UTC)"), stamp), False)
+        for name, value in (
+            ("Paid At (UTC)", None),
+            ("Amount Paid", "0.00"),
+            ("Paid", "false"),
+            ("Status", "open"),
+        ):
+            table = _blank(table, name, later, value)
+    else:
+        raise ValueError(f"no as-of rule for {kind!r} rows")
+    return table, pc.invert(later)

@@ -12,12 +12,13 @@ from types import TracebackType
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from tenure.errors import ConfigError, ConfigProblem
 from tenure.simulate._config import SimulationConfig
 from tenure.simulate._emit import MessageBatch, account_id, event_blocks, trial_accounts
-from tenure.simulate._files import EventFile, ExportWriter, corrupt
+from tenure.simulate._files import EventFile, ExportWriter, corrupt, read_text_csv, rows_as_of
 from tenure.simulate._interventions import (
     ACTION_TYPES,
     SEGMENTS,
@@ -188,6 +189,9 @@ class Simulation:
         )
         self._exports = ExportWriter(exports_dir, self._sim_end)
         self._report: SimulationReport | None = None
+        # export_snapshot: rows of each stream exported so far, and those shown unfinished
+        self._exported = {"invoices": 0, "tickets": 0}
+        self._pending: dict[str, list[int]] = {"invoices": [], "tickets": []}
 
     def __enter__(self) -> Simulation:
         return self
@@ -266,18 +270,38 @@ class Simulation:
             discount_forgone=round(float(forgone.sum()), 2),
         )
 
-    def export_snapshot(self, directory: Path) -> Path:
-        """Stripe's customer and subscription exports as they stand now (at the end of the
-        months stepped so far), written to *directory*/stripe; returns that folder.
+    def export_snapshot(self, directory: Path) -> list[Path]:
+        """The exports a nightly job would take now (at the end of the months stepped so
+        far), written to *directory*; returns the files.
 
-        The window's own snapshot is written by :meth:`finish`; this one lets a
-        step-wise run load the subscriptions month by month, as a nightly export would.
-        Invoices and tickets stream into ``exports/`` as the months run.
+        ``stripe/customers.csv`` and ``stripe/subscriptions.csv`` are whole snapshots.
+        ``stripe/invoices.csv`` and ``zendesk/tickets.csv`` hold the rows created or
+        changed since the last call, as they stand now: a ticket solved later shows
+        open and an invoice a later retry pays shows unpaid, and each comes again,
+        changed, in the export after its time. The window's own exports (written by
+        :meth:`step` and :meth:`finish`) hold every row as it ends up.
         """
         now = month_bounds(self.config, self.world.month - 1)[1] if self.world.month else 0
-        self._exports.snapshots(self.world, root=directory, now=now or self._first_start)
+        now = now or self._first_start
+        self._exports.snapshots(self.world, root=directory, now=now)
         self._exports.flush()
-        return directory / "stripe"
+        written = [
+            directory / "stripe" / "customers.csv",
+            directory / "stripe" / "subscriptions.csv",
+        ]
+        for kind, name in (("invoices", "stripe/invoices.csv"), ("tickets", "zendesk/tickets.csv")):
+            stream = read_text_csv(self.out_dir / "exports" / name)
+            due = [*self._pending[kind], *range(self._exported[kind], stream.num_rows)]
+            self._exported[kind] = stream.num_rows
+            rows, final = rows_as_of(kind, stream.take(pa.array(due, pa.int64())), now)
+            self._pending[kind] = [
+                i for i, done in zip(due, final.to_pylist(), strict=True) if not done
+            ]
+            if rows.num_rows:
+                (directory / name).parent.mkdir(parents=True, exist_ok=True)
+                pacsv.write_csv(rows, directory / name)
+                written.append(directory / name)
+        return written
 
     def finish(self) -> SimulationReport:
         """Run the months not yet stepped (no actions), write the end files, report."""

@@ -121,23 +121,46 @@ def train(
         ),
     ] = None,
     actor: Annotated[str | None, typer.Option(help="Who trains (audit log).")] = None,
+    from_outcomes: Annotated[
+        bool,
+        typer.Option(
+            "--from-outcomes",
+            help="Also learn uplift models from the decision log's randomized outcomes "
+            "(campaigns with a holdout).",
+        ),
+    ] = False,
+    window: Annotated[
+        str | None,
+        typer.Option(
+            help="Outcomes within this long after a decision (default: "
+            "decide.attribution_window), e.g. 30d.",
+            show_default=False,
+        ),
+    ] = None,
     json_out: JsonOption = False,
 ) -> None:
     """Train churn, survival and retention models; register them as new versions."""
+    from tenure._config_decide import parse_duration
+    from tenure.measure.feedback import train_uplift
     from tenure.models.pipeline import TrainingSettings
     from tenure.models.pipeline import train as train_step
 
     settings = TrainingSettings(horizon_days=horizon_days, history_months=history_months)
+    feedback = None
     with errors(), project(project_dir) as opened:
-        report = train_step(
-            opened,
-            as_of=parse_as_of(as_of, opened.clock()),
-            settings=settings,
-            actor=actor or getpass.getuser(),
-            promote=promote,
-        )
+        at = parse_as_of(as_of, opened.clock())
+        who = actor or getpass.getuser()
+        report = train_step(opened, as_of=at, settings=settings, actor=who, promote=promote)
+        if from_outcomes:
+            feedback = train_uplift(
+                opened,
+                as_of=at,
+                window=None if window is None else parse_duration(window),
+                actor=who,
+                promote=promote,
+            )
     if json_out:
-        print_json(report)
+        print_json(report if feedback is None else {"churn": report, "uplift": feedback})
         return
     metrics = report.validation
     out.print(
@@ -152,6 +175,22 @@ def train(
     for name, version in report.versions.items():
         state = "production" if name in report.promoted else version.status.value
         out.print(f"  {version.label} ({state})")
+    if feedback is not None:
+        days = feedback.window.total_seconds() / 86_400
+        out.print(
+            f"[bold]uplift[/] from {feedback.rows:,} randomized decisions with {days:g} days "
+            f"of outcomes ({feedback.pending:,} still within their window)"
+        )
+        for trained in feedback.trained.values():
+            qini = "—" if trained.qini is None else f"{trained.qini:.3f}"
+            state = "production" if trained.promoted else trained.version.status.value
+            out.print(
+                f"  {trained.version.label} ({state}): {trained.treated:,} treated, "
+                f"{trained.control:,} held out; churned {trained.churn_treated:.1%} vs "
+                f"{trained.churn_control:.1%}; out-of-time Qini {qini}"
+            )
+        for treatment, why in feedback.skipped.items():
+            out.print(f"  [yellow]{treatment}: not trained[/] — {why}", highlight=False)
 
 
 def score(
@@ -160,17 +199,20 @@ def score(
     top: Annotated[int, typer.Option(help="At-risk accounts to show.")] = 10,
     json_out: JsonOption = False,
 ) -> None:
-    """Score every customer: churn risk with reasons, renewal probability, CLV."""
+    """Score every customer: churn risk with reasons, renewal probability, CLV, uplift."""
+    from tenure.measure.feedback import score_uplift
     from tenure.models.pipeline import at_risk
     from tenure.models.pipeline import score as score_step
 
     with errors(), project(project_dir) as opened:
-        report = score_step(opened, as_of=parse_as_of(as_of, opened.clock()))
+        at = parse_as_of(as_of, opened.clock())
+        report = score_step(opened, as_of=at)
+        uplift = score_uplift(opened, as_of=at)
         riskiest = at_risk(opened, top)
     if json_out:
-        print_json({"report": report, "at_risk": riskiest})
+        print_json({"report": report, "uplift": uplift, "at_risk": riskiest})
         return
-    versions = ", ".join(report.versions.values())
+    versions = ", ".join([*report.versions.values(), *uplift.versions.values()])
     out.print(
         f"[bold]scored[/] {report.rows:,} customers as of {report.as_of:%Y-%m-%d} ({versions})"
     )

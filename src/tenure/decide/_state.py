@@ -226,6 +226,7 @@ def build_states(project: Project, *, as_of: dt.datetime) -> list[CustomerState]
     stages = _table(project, "account_stages")
     features = _table(project, "features_account")
     contacts = _contacts(_table(project, "profiles"))
+    uplift = _uplift(_table(project, "uplift_scores"))
     hashes = feature_set(project.config.features).hashes(FeatureEntity.ACCOUNT)
     features_hash = _features_hash(hashes)
 
@@ -250,6 +251,8 @@ def build_states(project: Project, *, as_of: dt.datetime) -> list[CustomerState]
         feats = feature_rows.get(account_id, {})
         models = {c.removesuffix("_model"): score[c] for c in _MODEL_COLUMNS if score.get(c)}
         models.update(_json_object(score.get("other_models")))
+        gains = uplift.get(account_id, {})
+        models.update({f"uplift-{t}": label for t, (_, label) in gains.items()})
         health_map: dict[str, Any] = {}
         if h is not None:
             health_map = _present(
@@ -274,9 +277,24 @@ def build_states(project: Project, *, as_of: dt.datetime) -> list[CustomerState]
                 models=models,
                 features_hash=features_hash,
                 days_in_stage=_clean(stage.get("days_in_stage")),
+                uplift={t: gain for t, (gain, _) in gains.items()},
             )
         )
     return states
+
+
+def _uplift(frame: pd.DataFrame | None) -> dict[str, dict[str, tuple[float, str]]]:
+    """account → treatment → (estimated gain in retention, model label), from the
+    production uplift models' scores (:mod:`tenure.measure._feedback`)."""
+    found: dict[str, dict[str, tuple[float, str]]] = {}
+    if frame is None or frame.empty:
+        return found
+    for account, treatment, gain, model in frame[
+        ["account_id", "treatment", "uplift", "model"]
+    ].itertuples(index=False):
+        if gain is not None and math.isfinite(gain):
+            found.setdefault(str(account), {})[str(treatment)] = (float(gain), str(model))
+    return found
 
 
 def publish_state(project: Project, *, as_of: dt.datetime) -> int:

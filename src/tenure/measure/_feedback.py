@@ -1,0 +1,325 @@
+"""Feedback: the decision log's randomized outcomes become uplift models, and their scores.
+
+A campaign with a holdout (``decide.holdouts``) is a randomized experiment run
+every cycle: whether a customer is treated is a hash of the account and the
+campaign, nothing the customer did. Each of its decisions is a labelled row:
+
+* **features**: the snapshot the decision logged (what the policy saw then);
+* **treatment**: 1 for a treated decision (``queued``, ``deferred``, ``review``
+  with the campaign's *pass* check), 0 for a held-out one (status ``holdout``) —
+  intention to treat, as in the holdout report (:mod:`tenure.measure._report`);
+* **outcome**: churned within the attribution window after the decision
+  (a ``Subscription Canceled`` linked by :func:`tenure.decide.decision_outcomes`).
+
+Only decisions whose window has elapsed by *as_of* are used. One model per
+treatment type (the action's ``type``, else its channel) is an
+:class:`~tenure.measure.uplift.XLearner` on LightGBM, validated out of time (the
+latest fifth of the decisions) by its Qini coefficient, refitted on every row and
+registered as a candidate version of ``uplift-<type>``.
+
+:func:`score_uplift` applies the production versions to the current feature
+table and writes ``uplift_scores``: per account and treatment, the estimated gain
+in the probability of staying through the window (the negated effect on churn),
+which ``publish_state`` puts in the customer state, so rules rank by
+``uplift × value − cost`` (:mod:`tenure.decide._engine`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import orjson
+import pandas as pd
+import pyarrow as pa
+from sqlalchemy import select
+
+from tenure._config_decide import parse_duration
+from tenure.decide._outcomes import decision_outcomes
+from tenure.errors import ModelError
+from tenure.measure._report import HELD_OUT, TREATED, _placements
+from tenure.measure._uplift_learners import MIN_ROWS_PER_ARM, XLearner
+from tenure.measure._uplift_metrics import qini_coefficient
+from tenure.models.registry import ModelStatus, ModelVersion, registry_for
+from tenure.store._tables import decisions
+
+if TYPE_CHECKING:
+    from tenure.project import Project
+
+__all__ = [
+    "UPLIFT_PREFIX",
+    "UPLIFT_TABLE",
+    "FeedbackReport",
+    "UpliftScoring",
+    "UpliftTraining",
+    "score_uplift",
+    "train_uplift",
+    "uplift_frame",
+]
+
+UPLIFT_PREFIX = "uplift-"
+UPLIFT_TABLE = "uplift_scores"
+#: Each arm needs at least this many churned rows: fewer and the effect is noise.
+MIN_EVENTS_PER_ARM = 5
+_VALIDATION_SHARE = 0.2
+_STATUSES = ("queued", "deferred", "review", "holdout")
+_META = ("decision_id", "account_id", "decided_at", "campaign", "treatment_type", "treated")
+
+
+@dataclass(frozen=True, slots=True)
+class UpliftTraining:
+    """One treatment type's uplift model: its data, its validation and its version."""
+
+    treatment: str
+    rows: int
+    treated: int
+    control: int
+    churn_treated: float  # observed churn rate in the window, treated rows
+    churn_control: float
+    #: Out-of-time Qini coefficient on the latest decisions (outcome: stayed);
+    #: None when the validation rows are too few.
+    qini: float | None
+    version: ModelVersion
+    promoted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackReport:
+    as_of: dt.datetime
+    window: dt.timedelta
+    rows: int  # randomized decisions with an elapsed window
+    pending: int  # randomized decisions whose window had not elapsed
+    trained: dict[str, UpliftTraining] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)  # treatment → why
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class UpliftScoring:
+    as_of: dt.datetime
+    rows: int
+    versions: dict[str, str] = field(default_factory=dict)  # treatment → model label
+
+
+def _treatment_type(action_json: str | None, channel: str | None) -> str | None:
+    action = orjson.loads(action_json) if action_json else {}
+    kind = action.get("type") if isinstance(action, dict) else None
+    return str(kind) if kind else channel
+
+
+def uplift_frame(
+    project: Project, *, as_of: dt.datetime, window: dt.timedelta | None = None
+) -> tuple[pd.DataFrame, int]:
+    """The randomized decisions (campaign holdouts) whose window elapsed by *as_of*, as
+    rows of features, treatment and outcome; and how many are still pending."""
+    window = window or parse_duration(project.config.decide.attribution_window)
+    query = (
+        select(
+            decisions.c.id,
+            decisions.c.account_id,
+            decisions.c.decided_at,
+            decisions.c.cycle_id,
+            decisions.c.status,
+            decisions.c.guardrails,
+            decisions.c.action,
+            decisions.c.channel,
+            decisions.c.features,
+        )
+        .where(decisions.c.status.in_(_STATUSES))
+        .where(decisions.c.decided_at <= as_of)
+        .where(decisions.c.guardrails.contains("holdout"))
+        .order_by(decisions.c.decided_at, decisions.c.id)
+    )
+    with project.store.connect() as connection:
+        rows = [dict(r._mapping) for r in connection.execute(query)]
+    records: list[dict[str, Any]] = []
+    pending = 0
+    for row in rows:
+        placed = [p for p in _placements(row) if p.campaign is not None]
+        if not placed:
+            continue  # the global control: treated with whatever each rule chose
+        decided = row["decided_at"]
+        if decided.tzinfo is None:
+            decided = decided.replace(tzinfo=dt.UTC)
+        if decided + window > as_of:
+            pending += 1
+            continue
+        features = orjson.loads(row["features"] or "{}")
+        records.append(
+            {
+                "decision_id": row["id"],
+                "account_id": row["account_id"],
+                "decided_at": decided,
+                "campaign": placed[0].campaign,
+                "treatment_type": _treatment_type(row["action"], row["channel"]),
+                "treated": int(placed[0].arm == TREATED),
+                **{f"f.{k}": v for k, v in features.items()},
+            }
+        )
+        assert placed[0].arm in (TREATED, HELD_OUT)
+    frame = pd.DataFrame.from_records(records)
+    if frame.empty:
+        return pd.DataFrame(columns=[*_META, "churned"]), pending
+    wanted = list(zip(frame["decision_id"], frame["account_id"], frame["decided_at"], strict=True))
+    outcomes = decision_outcomes(project.warehouse, wanted, window=window)
+    frame["churned"] = [
+        int(any(o.kind == "churned" for o in outcomes[d])) for d in frame["decision_id"]
+    ]
+    frame.columns = [c.removeprefix("f.") for c in frame.columns]
+    return frame, pending
+
+
+def _features(frame: pd.DataFrame) -> pd.DataFrame:
+    names = [c for c in frame.columns if c not in (*_META, "churned")]
+    return frame[names].apply(pd.to_numeric, errors="coerce").astype("float64")
+
+
+def train_uplift(
+    project: Project,
+    *,
+    as_of: dt.datetime,
+    window: dt.timedelta | None = None,
+    actor: str = "system",
+    promote: bool | None = None,
+    random_state: int = 0,
+) -> FeedbackReport:
+    """Train one uplift model per treatment type from the randomized decisions (module doc).
+
+    New versions are candidates; *promote* makes them production (default: only
+    where no production version exists yet).
+    """
+    started = time.perf_counter()
+    window = window or parse_duration(project.config.decide.attribution_window)
+    frame, pending = uplift_frame(project, as_of=as_of, window=window)
+    registry = registry_for(project)
+    trained: dict[str, UpliftTraining] = {}
+    skipped: dict[str, str] = {}
+    for treatment, rows in frame.groupby("treatment_type", sort=True):
+        why = _too_little(rows)
+        if why:
+            skipped[str(treatment)] = why
+            continue
+        rows = rows.sort_values(["decided_at", "decision_id"]).reset_index(drop=True)
+        X, t, y = _features(rows), rows["treated"].to_numpy(), rows["churned"].to_numpy()
+        qini = _validate(X, t, y, random_state)
+        model = XLearner(
+            n_estimators=100, num_leaves=7, min_child_samples=40, random_state=random_state
+        ).fit(X, t, y)
+        name = UPLIFT_PREFIX + str(treatment)
+        treated, control = t == 1, t == 0
+        metrics: dict[str, float | int | None] = {
+            "rows": len(rows),
+            "treated": int(treated.sum()),
+            "control": int(control.sum()),
+            "churn_treated": float(y[treated].mean()),
+            "churn_control": float(y[control].mean()),
+            "qini_out_of_time": qini,
+            "window_days": window.total_seconds() / 86_400,
+        }
+        version = registry.register(
+            name,
+            model,
+            training_start=rows["decided_at"].min().to_pydatetime(),
+            training_end=as_of,
+            metrics=metrics,
+            params={"learner": "XLearner", "features": list(X.columns)},
+            description=f"uplift of {treatment} on churn within {metrics['window_days']:g} days",
+            actor=actor,
+        )
+        make_production = promote if promote is not None else registry.production(name) is None
+        if make_production:
+            version = registry.promote(
+                name, version.version, to=ModelStatus.PRODUCTION, actor=actor
+            )
+        trained[str(treatment)] = UpliftTraining(
+            treatment=str(treatment),
+            rows=len(rows),
+            treated=int(treated.sum()),
+            control=int(control.sum()),
+            churn_treated=float(y[treated].mean()),
+            churn_control=float(y[control].mean()),
+            qini=qini,
+            version=version,
+            promoted=make_production,
+        )
+    return FeedbackReport(
+        as_of=as_of,
+        window=window,
+        rows=len(frame),
+        pending=pending,
+        trained=trained,
+        skipped=skipped,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _too_little(rows: pd.DataFrame) -> str | None:
+    for arm, mask in (("treated", rows["treated"] == 1), ("held-out", rows["treated"] == 0)):
+        count, events = int(mask.sum()), int(rows.loc[mask, "churned"].sum())
+        if count < MIN_ROWS_PER_ARM:
+            return f"{count} {arm} decisions with an elapsed window; {MIN_ROWS_PER_ARM} needed"
+        if events < MIN_EVENTS_PER_ARM or events == count:
+            return (
+                f"{events} of {count} {arm} decisions were followed by churn; at least "
+                f"{MIN_EVENTS_PER_ARM} churned and some staying are needed"
+            )
+    return None
+
+
+def _validate(X: pd.DataFrame, t: np.ndarray, y: np.ndarray, random_state: int) -> float | None:
+    """Qini of a model fitted on the earlier four fifths, on the latest fifth."""
+    cut = int(len(X) * (1 - _VALIDATION_SHARE))
+    fit_t, fit_y, val_t, val_y = t[:cut], y[:cut], t[cut:], y[cut:]
+    if (
+        _too_little(pd.DataFrame({"treated": fit_t, "churned": fit_y}))
+        or min(int((val_t == 1).sum()), int((val_t == 0).sum())) < MIN_ROWS_PER_ARM
+    ):
+        return None
+    model = XLearner(
+        n_estimators=100, num_leaves=7, min_child_samples=40, random_state=random_state
+    ).fit(X.iloc[:cut], fit_t, fit_y)
+    stayed_gain = -model.predict(X.iloc[cut:])
+    return float(qini_coefficient(1 - val_y, val_t, stayed_gain))
+
+
+def score_uplift(project: Project, *, as_of: dt.datetime) -> UpliftScoring:
+    """Every production uplift model on the current feature table → ``uplift_scores``."""
+    registry = registry_for(project)
+    backend = project.warehouse.backend
+    names = sorted({v.name for v in registry.list() if v.name.startswith(UPLIFT_PREFIX)})
+    production = [v for v in (registry.production(n) for n in names) if v is not None]
+    if not production or "features_account" not in backend.list_tables():
+        if UPLIFT_TABLE in backend.list_tables():
+            backend.drop_table(UPLIFT_TABLE)
+        return UpliftScoring(as_of, 0)
+    features = backend.to_pandas(backend.table("features_account"))
+    parts = []
+    labels = {}
+    for version in production:
+        model = registry.load(version)
+        if not isinstance(model, XLearner):
+            raise ModelError(f"{version.label} is not an uplift model ({type(model).__name__})")
+        X = pd.DataFrame(index=features.index)
+        for name in model.feature_names_in_:
+            column = features[name] if name in features.columns else np.nan
+            X[name] = pd.to_numeric(column, errors="coerce")
+        gain = -model.predict(X.astype("float64")) if len(X) else np.zeros(0)
+        treatment = version.name.removeprefix(UPLIFT_PREFIX)
+        labels[treatment] = version.label
+        parts.append(
+            pa.table(
+                {
+                    "account_id": pa.array(features["entity_id"].astype(str), pa.string()),
+                    "treatment": pa.array([treatment] * len(X), pa.string()),
+                    "uplift": pa.array(np.asarray(gain, np.float64), pa.float64()),
+                    "model": pa.array([version.label] * len(X), pa.string()),
+                    "as_of": pa.array([as_of] * len(X), pa.timestamp("us", tz="UTC")),
+                }
+            )
+        )
+    table = pa.concat_tables(parts)
+    project.warehouse.replace_table(UPLIFT_TABLE, table)
+    return UpliftScoring(as_of, table.num_rows, labels)

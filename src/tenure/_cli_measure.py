@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.table import Column, Table
@@ -10,8 +12,9 @@ from rich.table import Column, Table
 from tenure._cli_common import JsonOption, ProjectOption, errors, out, print_json
 from tenure._cli_common import project as project_at
 from tenure._cli_pipeline import AsOfOption, parse_as_of
+from tenure._render_loop import comparison_table, loop_table
 
-__all__ = ["report_app"]
+__all__ = ["loop", "report_app"]
 
 report_app = typer.Typer(
     help="Reports: holdouts and experiments, and customer KPIs by cohort and stage.",
@@ -217,3 +220,53 @@ def kpis(
         out.print(line, highlight=False)
     for note in report.notes:
         out.print(note, highlight=False)
+
+
+def loop(
+    directory: Annotated[
+        Path, typer.Argument(help="Where the runs go: one folder per seed and policy.")
+    ] = Path("tenure-loop"),
+    accounts: Annotated[int, typer.Option(help="Simulated accounts per seed.")] = 3000,
+    warmup_months: Annotated[int, typer.Option(help="Months of history before acting.")] = 12,
+    explore_months: Annotated[
+        int, typer.Option(help="Months of randomized calls the uplift model learns from.")
+    ] = 4,
+    eval_months: Annotated[int, typer.Option(help="Months each policy is run for.")] = 6,
+    budget: Annotated[int, typer.Option(help="CSM calls a month, for every policy.")] = 150,
+    seeds: Annotated[str, typer.Option(help="Comma-separated simulation seeds.")] = "1,2,3,4,5",
+    policies: Annotated[
+        str, typer.Option(help="Comma-separated: none, random, risk, uplift.")
+    ] = "none,random,risk,uplift",
+    jobs: Annotated[int, typer.Option(help="Seeds run at once, in separate processes.")] = 1,
+    json_out: JsonOption = False,
+) -> None:
+    """Close the loop in the simulator: compare targeting policies at equal budget."""
+    from tenure.errors import TenureError
+    from tenure.measure.loop import LoopPolicy, LoopSettings, run_loop
+
+    with errors():
+        try:
+            chosen = tuple(LoopPolicy(p.strip()) for p in policies.split(",") if p.strip())
+            seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())
+        except ValueError as error:
+            raise TenureError(
+                f"--policies takes none, random, risk, uplift and --seeds whole numbers: {error}"
+            ) from error
+        settings = LoopSettings(
+            accounts=accounts,
+            warmup_months=warmup_months,
+            explore_months=explore_months,
+            eval_months=eval_months,
+            budget=budget,
+            seeds=seed_list,
+            policies=chosen,
+        )
+        say = None if json_out else (lambda m: out.print(f"[dim]{m}[/]", highlight=False))
+        report = run_loop(directory, settings, progress=say, jobs=jobs)
+        written = report.write(directory)
+    if json_out:
+        print_json(report.as_dict())
+        return
+    out.print(loop_table(report))
+    out.print(comparison_table(report))
+    out.print(f"per-month series: {written[0]}; everything: {written[1]}", highlight=False)

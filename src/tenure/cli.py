@@ -31,7 +31,7 @@ from tenure._cli_common import (
 from tenure._cli_common import project as project_at
 from tenure._cli_decide import journeys_app, policies_app, review_app, templates_app
 from tenure._cli_deliver import deliveries_app, worker
-from tenure._cli_measure import report_app
+from tenure._cli_measure import loop, report_app
 from tenure._cli_models import models_app
 from tenure._cli_serve import keys_app, serve
 from tenure.errors import TenureError
@@ -480,6 +480,7 @@ app.command("decide")(_cli_decide.decide)
 app.command("explain")(_cli_decide.explain)
 app.command("worker")(worker)
 app.command("serve")(serve)
+app.command("loop")(loop)
 
 
 @app.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
 
@@ -108,10 +109,35 @@ def experiments(
             style="bold",
         )
         out.print(table)
+        if group.segments:
+            out.print(_stage_table(group.segments))
         for note in group.notes:
             out.print(f"  [dim]{note}[/]", highlight=False)
     for note in report.notes:
         out.print(note, highlight=False)
+
+
+def _stage_table(segments: Mapping[str, object]) -> Table:
+    """Each metric's lift per stage, with its Holm-adjusted p-value."""
+    from tenure.measure.experiments import SegmentBreakdown
+
+    table = Table("stage", "metric", "treated", "held out", "lift [95 % CI]", "p (Holm)")
+    table.title = "by stage at decision"
+    for metric, breakdown in segments.items():
+        if not isinstance(breakdown, SegmentBreakdown):
+            continue
+        percent = metric != "revenue"
+        for row in breakdown.rows:
+            adjusted = row.lift.p_adjusted
+            table.add_row(
+                str(row.segment),
+                metric,
+                f"{row.n_treatment:,}",
+                f"{row.n_control:,}",
+                _lift(row.lift, percent=percent).split(", p=")[0],
+                "—" if adjusted is None else f"{adjusted:.3g}",
+            )
+    return table
 
 
 def _kpi(value: object, spec: str, unavailable: list[tuple[str, str, str]], where: str) -> str:

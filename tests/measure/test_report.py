@@ -183,7 +183,17 @@ def test_arm_sizes_match_the_decision_log_and_late_decisions_are_pending(
     assert save.srm is not None
     assert not save.srm.flagged
     assert save.srm.expected[HELD_OUT] == pytest.approx(0.4 * sum(save.customers.values()))
-    assert any("stage" in note for note in glob.notes)  # no stage in the log: said so
+    # the log keeps each customer's stage with the assignment: lifts per stage, by default
+    assert not any("stage" in note for note in glob.notes)
+    assert glob.segments is not None
+    stages = {r.segment for r in glob.segments["retention"].rows}
+    assert stages == {"renewal", "established"}
+    save_stages = save.segments["retention"].rows if save.segments else []
+    assert {r.segment for r in save_stages} == {"renewal"}  # the save rule is for renewals
+    assigned = [orjson.loads(r["experiment"]) for r in _log(world) if _holdout_check(r)]
+    assert all(a["stage"] in ("renewal", "established") for a in assigned)
+    assert {a["arm"] for a in assigned} == {"treated", "held out"}
+    assert {a["group"] for a in assigned} == {"global", "campaign:save"}
 
 
 @pytest.mark.parametrize(("name", "key"), [("global control", "global"), ("campaign save", "save")])
@@ -255,6 +265,8 @@ def test_the_cli_prints_the_table_and_json(world: Project) -> None:
     assert "global control: 30 % held out" in result.stdout
     assert "campaign save: 40 % held out" in result.stdout
     assert "SRM ok" in result.stdout
+    assert "by stage at decision" in result.stdout
+    assert "renewal" in result.stdout
     result = runner.invoke(app, [*args, "--json"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     found = json.loads(result.stdout)

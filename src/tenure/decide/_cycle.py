@@ -310,9 +310,26 @@ def decision_row(
         "as_of": state.as_of,
         "candidates": orjson.dumps([c.as_dict() for c in decision.candidates]).decode(),
         "guardrails": orjson.dumps([c.as_dict() for c in decision.checks]).decode(),
-        "experiment": None,
+        "experiment": _experiment(decision),
         "explanation": decision.explanation,
     }
+
+
+def _experiment(decision: Decision) -> str | None:
+    """The holdout group that placed the customer, their arm, and the stage they were in
+    (the stratum the report breaks lifts down by); None when no group applied."""
+    check = next((c for c in decision.checks if c.guardrail == "holdout"), None)
+    if check is None or check.group is None:
+        return None
+    arm = "held out" if check.verdict is Verdict.HOLD else "treated"
+    return orjson.dumps(
+        {
+            "group": check.group,
+            "arm": arm,
+            "percent": check.percent,
+            "stage": decision.state.stage,
+        }
+    ).decode()
 
 
 def decide(

@@ -86,8 +86,8 @@ _CAMPAIGN_PASS = re.compile(
     r"^treated in campaign (?P<campaign>.+) \((?P<percent>[\d.]+) % held out\)$"
 )
 _NO_STAGE = (
-    "no stage breakdown: the decision log keeps the customer's stage only in the prose "
-    "explanation; pass segments= (account → stage) to get one"
+    "no stage breakdown: some decisions were logged before the log kept the customer's "
+    "stage; pass segments= (account → stage) to get one"
 )
 
 
@@ -218,6 +218,9 @@ class _Logged:
     percent: float | None
     #: In the global control's other arm because a campaign's check says so.
     implied: bool = False
+    #: The customer's stage when decided for, from the logged assignment (None in
+    #: logs written before decisions recorded it).
+    stage: str | None = None
 
 
 def _placements(row: Mapping[str, Any]) -> list[_Logged]:
@@ -228,12 +231,16 @@ def _placements(row: Mapping[str, Any]) -> list[_Logged]:
         return []
     detail, verdict, status = str(check.get("detail", "")), check.get("verdict"), row["status"]
 
+    assignment = orjson.loads(row["experiment"]) if row.get("experiment") else {}
+    stage = assignment.get("stage") if isinstance(assignment, dict) else None
+
     def logged(
         arm: str, group: str, campaign: str | None, percent: str | None, implied: bool = False
     ) -> _Logged:
         return _Logged(
             row["id"], row["account_id"], row["decided_at"], row["cycle_id"], arm, group,
             campaign, float(percent) if percent is not None else None, implied,
+            stage if isinstance(stage, str) else None,
         )  # fmt: skip
 
     group = check.get("group")
@@ -290,6 +297,7 @@ def _read_log(project: Project, as_of: dt.datetime) -> list[_Logged]:
             decisions.c.cycle_id,
             decisions.c.status,
             decisions.c.guardrails,
+            decisions.c.experiment,
         )
         .where(decisions.c.status.in_([*_TREATED_STATUSES, "holdout"]))
         .where(decisions.c.decided_at <= as_of)
@@ -401,10 +409,14 @@ def _group(
             )
             for metric, y in values.items()
         )  # fmt: skip
-        if segments is None:
+        logged_stages = segments is None and all(p.stage is not None for p in ready)
+        if segments is None and not logged_stages:
             notes.append(_NO_STAGE)
         else:
-            stage = np.array([segments.get(p.account_id) for p in ready], dtype=object)
+            stage = np.array(
+                [p.stage if segments is None else segments.get(p.account_id) for p in ready],
+                dtype=object,
+            )
             breakdown = {
                 metric: segment_breakdown(
                     y, labels, stage, control=HELD_OUT,
@@ -438,7 +450,7 @@ def experiment_report(
 
     *window* defaults to ``decide.attribution_window``. *segments* maps an account
     to a segment (its stage, say) for a per-segment breakdown with Holm-adjusted
-    p-values; the decision log does not keep the stage itself.
+    p-values; by default the stage each decision logged with its assignment.
     """
     if window is None:
         window = parse_duration(project.config.decide.attribution_window)

@@ -11,10 +11,11 @@ from tenure.measure.loop import LoopReport
 __all__ = ["comparison_table", "loop_table"]
 
 _METRICS = (
+    ("mrr_saved_expected", "MRR saved by the calls (truth)", "{:,.0f}"),
+    ("saves_expected", "churns prevented (truth)", "{:,.2f}"),
     ("revenue", "MRR kept (sum of month ends)", "{:,.0f}"),
     ("churned", "logos churned", "{:,.1f}"),
     ("cost", "cost of calls", "{:,.0f}"),
-    ("net", "MRR kept − cost", "{:,.0f}"),
 )
 
 
@@ -43,21 +44,20 @@ def loop_table(report: LoopReport) -> Table:
 def comparison_table(report: LoopReport) -> Table:
     table = Table(
         "comparison",
+        "MRR saved (truth)",
+        "churns prevented (truth)",
         "MRR kept",
         "logos churned",
-        "MRR kept − cost",
         title="paired differences per seed: mean [95 % CI]; * the interval excludes 0",
     )
+    metrics = ("mrr_saved_expected", "saves_expected", "revenue", "churned")
     by_pair: dict[tuple[str, str], dict[str, str]] = {}
     for c in report.comparisons:
-        spec = "{:+,.1f}" if c.metric == "churned" else "{:+,.0f}"
+        if c.metric not in metrics:
+            continue
+        spec = "{:+,.2f}" if c.metric in ("churned", "saves_expected") else "{:+,.0f}"
         cell = _cell(c.mean, c.low, c.high, spec) + (" *" if c.excludes_zero else "")
         by_pair.setdefault((c.better, c.worse), {})[c.metric] = cell
     for (better, worse), cells in by_pair.items():
-        table.add_row(
-            f"{better} − {worse}",
-            cells.get("revenue", "—"),
-            cells.get("churned", "—"),
-            cells.get("net", "—"),
-        )
+        table.add_row(f"{better} − {worse}", *(cells.get(m, "—") for m in metrics))
     return table

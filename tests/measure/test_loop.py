@@ -75,7 +75,15 @@ def test_every_policy_runs_from_the_same_world_within_its_budget(
     assert setup["explore_calls"] > 0  # the randomized exploration called customers
     # trained, or skipped with its reason: never silently neither
     assert setup["uplift"] or setup["uplift_skipped"]
-    assert {c["metric"] for c in report["comparisons"]} == {"revenue", "churned", "net"}
+    assert {c["metric"] for c in report["comparisons"]} >= {
+        "mrr_saved_expected", "saves_expected", "revenue", "churned", "net",
+    }  # fmt: skip
+    # the truth's effect of the calls: none for no calls, some expected saves for calls
+    for row in rows:
+        if int(row["targeted"]) == 0:
+            assert float(row["saves_expected"]) == 0
+            assert float(row["mrr_saved_expected"]) == 0
+    assert outcomes["risk"]["saves_expected"] != 0
 
 
 def test_the_risk_policy_called_the_customers_most_at_risk(

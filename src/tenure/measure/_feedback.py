@@ -4,7 +4,8 @@ A campaign with a holdout (``decide.holdouts``) is a randomized experiment run
 every cycle: whether a customer is treated is a hash of the account and the
 campaign, nothing the customer did. Each of its decisions is a labelled row:
 
-* **features**: the snapshot the decision logged (what the policy saw then);
+* **features**: the snapshot the decision logged (what the policy saw then), and
+  the account's firmographic traits (plan, industry, size: :func:`account_traits`);
 * **treatment**: 1 for a treated decision (``queued``, ``deferred``, ``review``
   with the campaign's *pass* check), 0 for a held-out one (status ``holdout``) —
   intention to treat, as in the holdout report (:mod:`tenure.measure._report`);
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +42,7 @@ from sqlalchemy import select
 from tenure._config_decide import parse_duration
 from tenure.decide._outcomes import decision_outcomes
 from tenure.errors import ModelError
+from tenure.measure._logit_shift import RISK_COLUMN, LogitShift
 from tenure.measure._report import HELD_OUT, TREATED, _placements
 from tenure.measure._uplift_learners import MIN_ROWS_PER_ARM, XLearner
 from tenure.measure._uplift_metrics import qini_coefficient
@@ -55,6 +58,7 @@ __all__ = [
     "FeedbackReport",
     "UpliftScoring",
     "UpliftTraining",
+    "account_traits",
     "score_uplift",
     "train_uplift",
     "uplift_frame",
@@ -127,6 +131,7 @@ def uplift_frame(
             decisions.c.action,
             decisions.c.channel,
             decisions.c.features,
+            decisions.c.scores,
         )
         .where(decisions.c.status.in_(_STATUSES))
         .where(decisions.c.decided_at <= as_of)
@@ -148,6 +153,9 @@ def uplift_frame(
             pending += 1
             continue
         features = orjson.loads(row["features"] or "{}")
+        scores = orjson.loads(row["scores"] or "{}")
+        if isinstance(scores, dict) and isinstance(scores.get("churn_probability"), int | float):
+            features[RISK_COLUMN] = scores["churn_probability"]
         records.append(
             {
                 "decision_id": row["id"],
@@ -169,12 +177,55 @@ def uplift_frame(
         int(any(o.kind == "churned" for o in outcomes[d])) for d in frame["decision_id"]
     ]
     frame.columns = [c.removeprefix("f.") for c in frame.columns]
+    traits = account_traits(project)
+    if not traits.empty:
+        frame = frame.merge(traits, left_on="account_id", right_index=True, how="left")
     return frame, pending
 
 
+#: Traits with more distinct values than this (names, ids) say nothing about who responds.
+_MAX_CATEGORIES = 50
+
+
+def account_traits(project: Project) -> pd.DataFrame:
+    """Each account's firmographic traits (plan, industry, size…) as columns ``trait.<name>``.
+
+    Numbers stay numbers; text becomes a category when it has at most 50 distinct
+    values (so names and ids are left out). These are the account's current traits:
+    firmographics that rarely change, read the same way for training and scoring.
+    """
+    backend = project.warehouse.backend
+    if "accounts" not in backend.list_tables():
+        return pd.DataFrame()
+    rows = backend.to_pandas(backend.table("accounts").select("account_id", "traits"))
+    records = {}
+    for account_id, text in rows.itertuples(index=False):
+        parsed = orjson.loads(text) if isinstance(text, str) and text else {}
+        if isinstance(parsed, dict):
+            records[str(account_id)] = parsed
+    frame = pd.DataFrame.from_dict(records, orient="index")
+    keep = {}
+    for name in frame.columns:
+        column = frame[name]
+        numbers = pd.to_numeric(column, errors="coerce")
+        if numbers.notna().sum() == column.notna().sum() and column.notna().any():
+            keep[f"trait.{name}"] = numbers.astype("float64")
+        elif 2 <= column.dropna().astype(str).nunique() <= _MAX_CATEGORIES:
+            keep[f"trait.{name}"] = column.astype("string").astype("category")
+    return pd.DataFrame(keep, index=frame.index)
+
+
 def _features(frame: pd.DataFrame) -> pd.DataFrame:
+    """The model's inputs: the logged features as numbers, the traits as they are."""
     names = [c for c in frame.columns if c not in (*_META, "churned")]
-    return frame[names].apply(pd.to_numeric, errors="coerce").astype("float64")
+    found = {}
+    for name in names:
+        column = frame[name]
+        if name.startswith("trait.") and isinstance(column.dtype, pd.CategoricalDtype):
+            found[name] = column.astype("string").astype(object)
+        else:
+            found[name] = pd.to_numeric(column, errors="coerce").astype("float64")
+    return pd.DataFrame(found, index=frame.index)
 
 
 def train_uplift(
@@ -204,10 +255,14 @@ def train_uplift(
             continue
         rows = rows.sort_values(["decided_at", "decision_id"]).reset_index(drop=True)
         X, t, y = _features(rows), rows["treated"].to_numpy(), rows["churned"].to_numpy()
-        qini = _validate(X, t, y, random_state)
-        model = XLearner(
-            n_estimators=100, num_leaves=7, min_child_samples=40, random_state=random_state
-        ).fit(X, t, y)
+        learners = _learners(X, random_state)
+        qinis = {name: _validate(make, X, t, y) for name, make in learners.items()}
+        # the better out-of-time ranking; on a tie or without validation, the simpler model
+        chosen = max(
+            learners, key=lambda n: (qinis[n] if qinis[n] is not None else -1.0, n == _SHIFT)
+        )
+        qini = qinis[chosen]
+        model = learners[chosen]().fit(X, t, y)
         name = UPLIFT_PREFIX + str(treatment)
         treated, control = t == 1, t == 0
         metrics: dict[str, float | int | None] = {
@@ -217,6 +272,7 @@ def train_uplift(
             "churn_treated": float(y[treated].mean()),
             "churn_control": float(y[control].mean()),
             "qini_out_of_time": qini,
+            **{f"qini_out_of_time_{n}": q for n, q in qinis.items()},
             "window_days": window.total_seconds() / 86_400,
         }
         version = registry.register(
@@ -225,7 +281,7 @@ def train_uplift(
             training_start=rows["decided_at"].min().to_pydatetime(),
             training_end=as_of,
             metrics=metrics,
-            params={"learner": "XLearner", "features": list(X.columns)},
+            params={"learner": chosen, "features": list(X.columns)},
             description=f"uplift of {treatment} on churn within {metrics['window_days']:g} days",
             actor=actor,
         )
@@ -269,7 +325,26 @@ def _too_little(rows: pd.DataFrame) -> str | None:
     return None
 
 
-def _validate(X: pd.DataFrame, t: np.ndarray, y: np.ndarray, random_state: int) -> float | None:
+_SHIFT = "logit_shift"
+_X = "x_learner"
+Learner = XLearner | LogitShift
+
+
+def _learners(X: pd.DataFrame, random_state: int) -> dict[str, Callable[[], Learner]]:
+    """The candidate models: the X-learner, and the logit shift when the log has the risk."""
+    found: dict[str, Callable[[], Learner]] = {
+        _X: lambda: XLearner(
+            n_estimators=100, num_leaves=7, min_child_samples=40, random_state=random_state
+        )
+    }
+    if RISK_COLUMN in X.columns and X[RISK_COLUMN].notna().any():
+        found[_SHIFT] = LogitShift
+    return found
+
+
+def _validate(
+    make: Callable[[], Learner], X: pd.DataFrame, t: np.ndarray, y: np.ndarray
+) -> float | None:
     """Qini of a model fitted on the earlier four fifths, on the latest fifth."""
     cut = int(len(X) * (1 - _VALIDATION_SHARE))
     fit_t, fit_y, val_t, val_y = t[:cut], y[:cut], t[cut:], y[cut:]
@@ -278,9 +353,7 @@ def _validate(X: pd.DataFrame, t: np.ndarray, y: np.ndarray, random_state: int) 
         or min(int((val_t == 1).sum()), int((val_t == 0).sum())) < MIN_ROWS_PER_ARM
     ):
         return None
-    model = XLearner(
-        n_estimators=100, num_leaves=7, min_child_samples=40, random_state=random_state
-    ).fit(X.iloc[:cut], fit_t, fit_y)
+    model = make().fit(X.iloc[:cut], fit_t, fit_y)
     stayed_gain = -model.predict(X.iloc[cut:])
     return float(qini_coefficient(1 - val_y, val_t, stayed_gain))
 
@@ -296,17 +369,25 @@ def score_uplift(project: Project, *, as_of: dt.datetime) -> UpliftScoring:
             backend.drop_table(UPLIFT_TABLE)
         return UpliftScoring(as_of, 0)
     features = backend.to_pandas(backend.table("features_account"))
+    traits = account_traits(project)
+    if not traits.empty:
+        features = features.merge(traits, left_on="entity_id", right_index=True, how="left")
+    if "scores" in backend.list_tables():  # the churn model's risk now, as decisions log it
+        risk = backend.to_pandas(backend.table("scores").select("account_id", "churn_probability"))
+        features = features.merge(
+            risk.rename(columns={"churn_probability": RISK_COLUMN}),
+            left_on="entity_id", right_on="account_id", how="left",
+        ).drop(columns=["account_id"])  # fmt: skip
     parts = []
     labels = {}
     for version in production:
         model = registry.load(version)
-        if not isinstance(model, XLearner):
+        if not isinstance(model, XLearner | LogitShift):
             raise ModelError(f"{version.label} is not an uplift model ({type(model).__name__})")
         X = pd.DataFrame(index=features.index)
         for name in model.feature_names_in_:
-            column = features[name] if name in features.columns else np.nan
-            X[name] = pd.to_numeric(column, errors="coerce")
-        gain = -model.predict(X.astype("float64")) if len(X) else np.zeros(0)
+            X[name] = features[name] if name in features.columns else np.nan
+        gain = -model.predict(_features(X)) if len(X) else np.zeros(0)
         treatment = version.name.removeprefix(UPLIFT_PREFIX)
         labels[treatment] = version.label
         parts.append(

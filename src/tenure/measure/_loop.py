@@ -89,6 +89,17 @@ body:
 """
 
 Progress = Callable[[str], None]
+#: What each policy is scored on: the truth's effect of the calls, then the realized world.
+_METRICS = (
+    "mrr_saved_expected",
+    "saves_expected",
+    "saves_realized",
+    "revenue",
+    "mrr_end",
+    "churned",
+    "cost",
+    "net",
+)
 
 
 class LoopPolicy(enum.StrEnum):
@@ -129,6 +140,13 @@ class PeriodRow:
     churned_without_actions: int  # the same month's draws with no action at all
     mrr_end: float  # MRR of the customers at the month's end
     cost: float
+    #: The calls' true effect, from the simulator's hazards with and without them (no
+    #: outcome noise): churns they prevented in expectation (negative: caused) …
+    saves_expected: float = 0.0
+    #: … and the MRR of those customers, in expectation (MRR kept a month by the calls).
+    mrr_saved_expected: float = 0.0
+    #: Churns the calls prevented minus those they caused, on the month's own draws.
+    saves_realized: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +157,9 @@ class PolicyOutcome:
     mrr_end: float
     churned: int
     cost: float
+    saves_expected: float = 0.0
+    mrr_saved_expected: float = 0.0
+    saves_realized: int = 0
 
     @property
     def net(self) -> float:
@@ -243,8 +264,7 @@ class LoopReport:
         for policy in self.settings.policies:
             rows = [o for o in self.outcomes if o.policy == policy.value]
             found[policy.value] = {
-                metric: _interval([float(getattr(o, metric)) for o in rows])
-                for metric in ("revenue", "mrr_end", "churned", "cost", "net")
+                metric: _interval([float(getattr(o, metric)) for o in rows]) for metric in _METRICS
             }
         return found
 
@@ -546,6 +566,9 @@ def _run_seed(
                 mrr_end=rows[-1].mrr_end if rows else 0.0,
                 churned=sum(r.churned for r in rows),
                 cost=round(sum(r.cost for r in rows), 2),
+                saves_expected=round(sum(r.saves_expected for r in rows), 4),
+                mrr_saved_expected=round(sum(r.mrr_saved_expected for r in rows), 2),
+                saves_realized=sum(r.saves_realized for r in rows),
             )
         )
     return outcomes, periods, setup
@@ -610,7 +633,34 @@ def _evaluate(
                 )
         finally:
             project.close()
-    return rows
+    # the simulator's truth files are whole once it is closed
+    effects = _true_effects(folder / "sim" / "truth", {r.month for r in rows})
+    return [dataclasses.replace(r, **effects.get(r.month, {})) for r in rows]
+
+
+def _true_effects(truth: Path, months: set[dt.date]) -> dict[dt.date, dict[str, Any]]:
+    """Per month: the CSM calls' effect in the simulator's ground truth."""
+    import pyarrow.parquet as pq
+
+    effects = pq.read_table(
+        truth / "treatment_effects.parquet",
+        columns=[
+            "account_id", "month", f"applied_{_TREATMENT}", "hazard",
+            "hazard_without_actions", "churned", "churned_without_actions",
+        ],
+    ).to_pandas()  # fmt: skip
+    mrr = pq.read_table(truth / "account_months.parquet", columns=["account_id", "month", "mrr"])
+    called = effects[effects[f"applied_{_TREATMENT}"] & effects["month"].isin(months)]
+    called = called.merge(mrr.to_pandas(), on=["account_id", "month"], how="left")
+    found = {}
+    for month, rows in called.groupby("month"):
+        prevented = rows["hazard_without_actions"] - rows["hazard"]
+        found[month] = {
+            "saves_expected": round(float(prevented.sum()), 4),
+            "mrr_saved_expected": round(float((prevented * rows["mrr"].fillna(0.0)).sum()), 2),
+            "saves_realized": int(rows["churned_without_actions"].sum() - rows["churned"].sum()),
+        }
+    return found
 
 
 def _compare(report: LoopReport) -> tuple[Comparison, ...]:
@@ -627,7 +677,7 @@ def _compare(report: LoopReport) -> tuple[Comparison, ...]:
     for better, worse in pairs:
         if better.value not in present or worse.value not in present:
             continue
-        for metric in ("revenue", "churned", "net"):
+        for metric in _METRICS:
             diffs = [
                 float(getattr(report.outcome(s, better.value), metric))
                 - float(getattr(report.outcome(s, worse.value), metric))

@@ -193,6 +193,69 @@ def train(
             out.print(f"  [yellow]{treatment}: not trained[/] — {why}", highlight=False)
 
 
+def retrain(
+    project_dir: ProjectOption = None,
+    as_of: AsOfOption = None,
+    every: Annotated[
+        str, typer.Option(help="Retrain when the model's data is older than this (e.g. 30d).")
+    ] = "30d",
+    drift: Annotated[
+        float, typer.Option(help="Retrain when an input's PSI since training exceeds this.")
+    ] = 0.25,
+    force: Annotated[bool, typer.Option("--force", help="Retrain even if not due.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only say whether retraining is due, and why.")
+    ] = False,
+    promote: Annotated[
+        bool | None,
+        typer.Option(
+            "--promote/--no-promote",
+            help="Make the new versions production (default: only when none is).",
+        ),
+    ] = None,
+    actor: Annotated[str | None, typer.Option(help="Who retrains (audit log).")] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Retrain the churn and uplift models if due: by cadence, or when inputs drifted."""
+    from tenure._config_decide import parse_duration
+    from tenure.measure.feedback import retrain as retrain_step
+    from tenure.measure.feedback import retrain_check
+
+    with errors(), project(project_dir) as opened:
+        at = parse_as_of(as_of, opened.clock())
+        period = parse_duration(every)
+        if dry_run:
+            check = retrain_check(opened, as_of=at, every=period, drift=drift)
+            report = None
+        else:
+            report = retrain_step(
+                opened, as_of=at, every=period, drift=drift, force=force,
+                actor=actor or getpass.getuser(), promote=promote,
+            )  # fmt: skip
+            check = report.check
+    if json_out:
+        found: dict[str, object] = {"check": check.as_dict()}
+        if report is not None:
+            found |= {"churn": report.churn, "uplift": report.uplift, "notes": report.notes}
+        print_json(found)
+        return
+    state = "[bold]due[/]" if check.due else "not due"
+    out.print(
+        f"retraining is {state} as of {at:%Y-%m-%d}" + (f" ({check.model})" if check.model else "")
+    )
+    for reason in check.reasons:
+        out.print(f"  {reason}", highlight=False)
+    if check.drift:
+        top = ", ".join(f"{d.feature} {d.psi:.2f}" for d in check.drift[:5])
+        out.print(f"  [dim]largest input PSI since {check.reference}: {top}[/]", highlight=False)
+    if report is not None and (report.churn or report.uplift):
+        trained = [*(report.churn.versions.values() if report.churn else [])]
+        trained += [u.version for u in (report.uplift.trained.values() if report.uplift else [])]
+        out.print("[bold]trained[/] " + ", ".join(v.label for v in trained))
+        for note in report.notes:
+            out.print(f"  [yellow]{note}[/]", highlight=False)
+
+
 def score(
     project_dir: ProjectOption = None,
     as_of: AsOfOption = None,

@@ -474,6 +474,7 @@ def simulate(
 app.command("features")(_cli_pipeline.features)
 app.command("build")(_cli_pipeline.build)
 app.command("train")(_cli_pipeline.train)
+app.command("retrain")(_cli_pipeline.retrain)
 app.command("score")(_cli_pipeline.score)
 app.command("stages")(_cli_pipeline.stages)
 app.command("decide")(_cli_decide.decide)

@@ -440,3 +440,14 @@ def test_retry_a_custom_export_after_fixing_its_mapping(
     placed = sorted(r["timestamp"] for r in rows.values())
     assert placed[-1] == dt.datetime(2024, 5, 2, 11, 30, tzinfo=dt.UTC)
     assert {r["source"] for r in rows.values()} == {"custom"}
+
+
+def test_duckdb_draws_no_progress_bar_on_the_cli_s_stdout(sqlite_project: Project) -> None:
+    """Queries over 2 s would otherwise draw one into tables, --json output and job logs."""
+    from tenure.collect._segment import new_connection
+
+    setting = "select current_setting('enable_progress_bar')"
+    warehouse = sqlite_project.warehouse.backend.raw_sql(setting).fetchall()
+    index = sqlite_project.index.con.execute(setting).fetchall()
+    scratch = new_connection().execute(setting).fetchall()
+    assert warehouse == index == scratch == [(False,)]

@@ -471,6 +471,7 @@ def _read_events(
     days = _days(events_dir, until)
     rows: list[dict[str, Any]] = []
     con = duckdb.connect(":memory:", config={"threads": 2})
+    con.execute("SET enable_progress_bar = false")
     try:
         con.execute("SET TimeZone = 'UTC'")
         start, width = 0, 1

@@ -119,6 +119,7 @@ def new_connection(threads: int | None = None) -> duckdb.DuckDBPyConnection:
     """A scratch in-memory DuckDB for parsing; timestamps without an offset are UTC."""
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")  # not on the CLI's stdout
     if threads is not None:
         con.execute(f"SET threads = {int(threads)}")
     return con

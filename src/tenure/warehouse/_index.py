@@ -56,6 +56,7 @@ class LakeIndex:
         self.con = duckdb.connect(str(lake.root / INDEX_FILENAME))
         # naive timestamps in inputs are UTC; spills go next to the lake, not to /tmp
         self.con.execute("SET TimeZone = 'UTC'")
+        self.con.execute("SET enable_progress_bar = false")  # not on the CLI's stdout
         # a backfill batch spans many days: keep one open file per day rather than
         # DuckDB's default of 100, which splits days into several small files
         self.con.execute("SET partitioned_write_max_open_files = 4096")

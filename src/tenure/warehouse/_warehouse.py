@@ -39,6 +39,9 @@ def connect_backend(settings: WarehouseSettings, project_dir: Path) -> BaseBacke
         backend = ibis.duckdb.connect(str(path), **config)
         # dates of timestamps are UTC dates, whatever the machine's zone
         backend.raw_sql("SET TimeZone = 'UTC'")
+        # DuckDB draws a progress bar on stdout for queries over 2 s: it would land in
+        # the CLI's tables and --json output, and in the logs of batch jobs
+        backend.raw_sql("SET enable_progress_bar = false")
         return backend
     try:
         from pyspark.sql import SparkSession

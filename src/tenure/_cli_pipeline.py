@@ -30,6 +30,13 @@ AsOfOption = Annotated[
         "Default: now.",
     ),
 ]
+PromoteOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--promote/--no-promote",
+        help="Make the new versions production (default: only when none is).",
+    ),
+]
 
 
 def parse_as_of(text: str | None, default: dt.datetime) -> dt.datetime:
@@ -113,13 +120,7 @@ def train(
     as_of: AsOfOption = None,
     horizon_days: Annotated[int, typer.Option(help="Churn within this many days.")] = 90,
     history_months: Annotated[int, typer.Option(help="Monthly cutoffs to learn from.")] = 12,
-    promote: Annotated[
-        bool | None,
-        typer.Option(
-            "--promote/--no-promote",
-            help="Make the new versions production (default: only when none is).",
-        ),
-    ] = None,
+    promote: PromoteOption = None,
     actor: Annotated[str | None, typer.Option(help="Who trains (audit log).")] = None,
     from_outcomes: Annotated[
         bool,
@@ -206,13 +207,7 @@ def retrain(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Only say whether retraining is due, and why.")
     ] = False,
-    promote: Annotated[
-        bool | None,
-        typer.Option(
-            "--promote/--no-promote",
-            help="Make the new versions production (default: only when none is).",
-        ),
-    ] = None,
+    promote: PromoteOption = None,
     actor: Annotated[str | None, typer.Option(help="Who retrains (audit log).")] = None,
     json_out: JsonOption = False,
 ) -> None:

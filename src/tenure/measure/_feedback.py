@@ -37,13 +37,12 @@ import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
-from sqlalchemy import select
 
 from tenure._config_decide import parse_duration
 from tenure.decide._outcomes import decision_outcomes
 from tenure.errors import ModelError
 from tenure.measure._logit_shift import RISK_COLUMN, LogitShift
-from tenure.measure._report import HELD_OUT, TREATED, _placements
+from tenure.measure._report import HELD_OUT, TREATED, _placements, holdout_rows
 from tenure.measure._uplift_learners import MIN_ROWS_PER_ARM, XLearner
 from tenure.measure._uplift_metrics import qini_coefficient
 from tenure.models.registry import ModelStatus, ModelVersion, registry_for
@@ -69,7 +68,6 @@ UPLIFT_TABLE = "uplift_scores"
 #: Each arm needs at least this many churned rows: fewer and the effect is noise.
 MIN_EVENTS_PER_ARM = 5
 _VALIDATION_SHARE = 0.2
-_STATUSES = ("queued", "deferred", "review", "holdout")
 _META = ("decision_id", "account_id", "decided_at", "campaign", "treatment_type", "treated")
 
 
@@ -120,26 +118,14 @@ def uplift_frame(
     """The randomized decisions (campaign holdouts) whose window elapsed by *as_of*, as
     rows of features, treatment and outcome; and how many are still pending."""
     window = window or parse_duration(project.config.decide.attribution_window)
-    query = (
-        select(
-            decisions.c.id,
-            decisions.c.account_id,
-            decisions.c.decided_at,
-            decisions.c.cycle_id,
-            decisions.c.status,
-            decisions.c.guardrails,
-            decisions.c.action,
-            decisions.c.channel,
-            decisions.c.features,
-            decisions.c.scores,
-        )
-        .where(decisions.c.status.in_(_STATUSES))
-        .where(decisions.c.decided_at <= as_of)
-        .where(decisions.c.guardrails.contains("holdout"))
-        .order_by(decisions.c.decided_at, decisions.c.id)
+    rows = holdout_rows(
+        project,
+        as_of,
+        decisions.c.action,
+        decisions.c.channel,
+        decisions.c.features,
+        decisions.c.scores,
     )
-    with project.store.connect() as connection:
-        rows = [dict(r._mapping) for r in connection.execute(query)]
     records: list[dict[str, Any]] = []
     pending = 0
     for row in rows:

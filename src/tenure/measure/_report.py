@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 import ibis
 import numpy as np
 import orjson
-from sqlalchemy import select
+from sqlalchemy import Column, select
 
 from tenure._config_decide import parse_duration
 from tenure.decide._holdouts import CAMPAIGN_PREFIX, GLOBAL
@@ -288,7 +288,11 @@ def _placements(row: Mapping[str, Any]) -> list[_Logged]:
     return []
 
 
-def _read_log(project: Project, as_of: dt.datetime) -> list[_Logged]:
+def holdout_rows(
+    project: Project, as_of: dt.datetime, *columns: Column[Any]
+) -> list[dict[str, Any]]:
+    """The logged decisions up to *as_of* that a holdout group placed (treated or held
+    out), oldest first: what :func:`_placements` reads, and the other *columns* asked for."""
     query = (
         select(
             decisions.c.id,
@@ -298,6 +302,7 @@ def _read_log(project: Project, as_of: dt.datetime) -> list[_Logged]:
             decisions.c.status,
             decisions.c.guardrails,
             decisions.c.experiment,
+            *columns,
         )
         .where(decisions.c.status.in_([*_TREATED_STATUSES, "holdout"]))
         .where(decisions.c.decided_at <= as_of)
@@ -305,7 +310,11 @@ def _read_log(project: Project, as_of: dt.datetime) -> list[_Logged]:
         .order_by(decisions.c.decided_at, decisions.c.id)
     )
     with project.store.connect() as connection:
-        rows = [dict(r._mapping) for r in connection.execute(query)]
+        return [dict(r._mapping) for r in connection.execute(query)]
+
+
+def _read_log(project: Project, as_of: dt.datetime) -> list[_Logged]:
+    rows = holdout_rows(project, as_of)
     placed = [p for row in rows for p in _placements(row)]
     if project.config.decide.holdouts.global_control_percent > 0:
         return placed

@@ -59,10 +59,11 @@ def experiments(
     json_out: JsonOption = False,
 ) -> None:
     """Treated against held out, per holdout group: conversion, retention, revenue, lift, SRM."""
-    from tenure.measure._report import experiment_report
+    from tenure.measure._report import experiment_report, save_report
 
     with errors(), project_at(project_dir) as opened:
         report = experiment_report(opened, as_of=parse_as_of(as_of, opened.clock()))
+        save_report(opened, report, computed_at=opened.clock())  # what the API serves
     if json_out:
         print_json(report.as_dict())
         return

@@ -168,9 +168,9 @@ def create_app(project: Project, *, loader: bool | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(RequestMiddleware)
     # routers, imported late to keep this module light
-    from tenure.api import _act, _collect, _keys, _ops, _profiles, _webhooks
+    from tenure.api import _act, _collect, _keys, _ops, _profiles, _reports, _webhooks
 
-    for module in (_ops, _collect, _webhooks, _profiles, _act, _keys):
+    for module in (_ops, _collect, _webhooks, _profiles, _act, _keys, _reports):
         app.include_router(module.router)
     return app
 

@@ -40,9 +40,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import ibis
@@ -53,6 +55,7 @@ from sqlalchemy import Column, select
 from tenure._config_decide import parse_duration
 from tenure.decide._holdouts import CAMPAIGN_PREFIX, GLOBAL
 from tenure.decide._outcomes import decision_outcomes
+from tenure.errors import NotFoundError
 from tenure.features._attribute import attributed_events
 from tenure.measure._segments import SegmentBreakdown, segment_breakdown
 from tenure.measure._stats import (
@@ -71,7 +74,17 @@ if TYPE_CHECKING:
     from tenure.project import Project
     from tenure.warehouse import Warehouse
 
-__all__ = ["HELD_OUT", "TREATED", "ArmRow", "ExperimentReport", "GroupReport", "experiment_report"]
+__all__ = [
+    "HELD_OUT",
+    "SAVED_REPORT",
+    "TREATED",
+    "ArmRow",
+    "ExperimentReport",
+    "GroupReport",
+    "experiment_report",
+    "load_saved_report",
+    "save_report",
+]
 
 TREATED = "treated"
 HELD_OUT = "held out"
@@ -474,3 +487,31 @@ def experiment_report(
     )
     notes = () if groups else ("no decision in the log carries a holdout check",)
     return ExperimentReport(as_of, window, groups, notes)
+
+
+#: Where the latest report is kept for the API, under the lake (shared by every process).
+SAVED_REPORT = Path("reports") / "experiments.json"
+
+
+def save_report(project: Project, report: ExperimentReport, *, computed_at: dt.datetime) -> Path:
+    """Keep *report* as the latest, for ``GET /v1/reports/experiments``; atomically."""
+    path = project.lake.root / SAVED_REPORT
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = {**report.as_dict(), "computed_at": computed_at.isoformat()}
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_bytes(orjson.dumps(body))
+    os.replace(temporary, path)
+    return path
+
+
+def load_saved_report(project: Project) -> dict[str, Any]:
+    """The latest report :func:`save_report` kept; NotFoundError when there is none."""
+    path = project.lake.root / SAVED_REPORT
+    try:
+        found: dict[str, Any] = orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise NotFoundError(
+            "no experiments report has been computed yet",
+            hint="run `tenure report experiments` (a scheduled job keeps it fresh)",
+        ) from None
+    return found

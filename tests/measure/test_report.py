@@ -298,3 +298,24 @@ def test_a_tampered_split_is_flagged(world: Project) -> None:
     assert group.srm is not None
     assert group.srm.flagged
     assert group.srm.p_value < 0.001
+
+
+def test_a_rejected_review_stays_in_the_treated_arm(world: Project) -> None:
+    """Intention to treat: what a reviewer made of the action does not move the customer."""
+    before = experiment_report(world, as_of=AS_OF).group("campaign save").customers
+    saved = [
+        r for r in _log(world) if "campaign save" in (_holdout_check(r) or {}).get("detail", "")
+    ]
+    row = next(r for r in saved if r["status"] == "queued")
+    try:
+        with world.store.begin() as connection:
+            connection.execute(
+                update(decisions).where(decisions.c.id == row["id"]).values(status="rejected")
+            )
+        after = experiment_report(world, as_of=AS_OF).group("campaign save").customers
+    finally:
+        with world.store.begin() as connection:
+            connection.execute(
+                update(decisions).where(decisions.c.id == row["id"]).values(status="queued")
+            )
+    assert after == before

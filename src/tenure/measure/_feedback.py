@@ -6,8 +6,8 @@ campaign, nothing the customer did. Each of its decisions is a labelled row:
 
 * **features**: the snapshot the decision logged (what the policy saw then), and
   the account's firmographic traits (plan, industry, size: :func:`account_traits`);
-* **treatment**: 1 for a treated decision (``queued``, ``deferred``, ``review``
-  with the campaign's *pass* check), 0 for a held-out one (status ``holdout``) —
+* **treatment**: 1 for a decision the campaign's *pass* check assigned to the
+  action (whatever review made of it), 0 for a held-out one (status ``holdout``) —
   intention to treat, as in the holdout report (:mod:`tenure.measure._report`);
 * **outcome**: churned within the attribution window after the decision
   (a ``Subscription Canceled`` linked by :func:`tenure.decide.decision_outcomes`).

@@ -4,8 +4,9 @@ Every holdout group the decision log shows (the global control, and each campaig
 with a holdout; see ``docs/decide.md``) is an experiment with two arms, built from
 the ``holdout`` check the decisions carry:
 
-* **treated**: status ``queued``, ``deferred`` or ``review`` with a ``holdout``
-  *pass* check of the group;
+* **treated**: status ``queued``, ``deferred`` or ``review`` — or ``rejected`` or
+  ``expired`` after review: intention to treat — with a ``holdout`` *pass* check
+  of the group;
 * **held out**: status ``holdout`` with the group's *hold* check.
 
 The global control's other arm is everyone *outside* it in a cycle in which it was
@@ -88,7 +89,10 @@ __all__ = [
 
 TREATED = "treated"
 HELD_OUT = "held out"
-_TREATED_STATUSES = ("queued", "deferred", "review")
+#: Assigned to the treatment: what became of the action afterwards (a reviewer rejected
+#: it, its review expired) does not move the customer out of the arm (intention to
+#: treat); leaving them out would let the reviewers' choices bias the comparison.
+_TREATED_STATUSES = ("queued", "deferred", "review", "rejected", "expired")
 _GLOBAL = "global control"
 
 # The holdout check's wording, for decisions logged before checks carried their group.

@@ -13,10 +13,12 @@ campaign, nothing the customer did. Each of its decisions is a labelled row:
   (a ``Subscription Canceled`` linked by :func:`tenure.decide.decision_outcomes`).
 
 Only decisions whose window has elapsed by *as_of* are used. One model per
-treatment type (the action's ``type``, else its channel) is an
-:class:`~tenure.measure.uplift.XLearner` on LightGBM, validated out of time (the
-latest fifth of the decisions) by its Qini coefficient, refitted on every row and
-registered as a candidate version of ``uplift-<type>``.
+treatment type (the action's ``type``, else its channel) is either an
+:class:`~tenure.measure.uplift.XLearner` on LightGBM or, for scarce outcomes, the
+logit shift of :mod:`tenure.measure._logit_shift`: both are validated out of time
+(the latest fifth of the decisions) by their Qini coefficient, the X-learner is
+kept only when it is better with 95 % confidence (paired bootstrap), and the kept
+one is refitted on every row and registered as a version of ``uplift-<type>``.
 
 :func:`score_uplift` applies the production versions to the current feature
 table and writes ``uplift_scores``: per account and treatment, the estimated gain
@@ -54,6 +56,7 @@ if TYPE_CHECKING:
 __all__ = [
     "UPLIFT_PREFIX",
     "UPLIFT_TABLE",
+    "VALIDATION_SHARE",
     "FeedbackReport",
     "UpliftScoring",
     "UpliftTraining",
@@ -67,7 +70,7 @@ UPLIFT_PREFIX = "uplift-"
 UPLIFT_TABLE = "uplift_scores"
 #: Each arm needs at least this many churned rows: fewer and the effect is noise.
 MIN_EVENTS_PER_ARM = 5
-_VALIDATION_SHARE = 0.2
+VALIDATION_SHARE = 0.2
 _META = ("decision_id", "account_id", "decided_at", "campaign", "treatment_type", "treated")
 
 
@@ -242,11 +245,8 @@ def train_uplift(
         rows = rows.sort_values(["decided_at", "decision_id"]).reset_index(drop=True)
         X, t, y = _features(rows), rows["treated"].to_numpy(), rows["churned"].to_numpy()
         learners = _learners(X, random_state)
-        qinis = {name: _validate(make, X, t, y) for name, make in learners.items()}
-        # the better out-of-time ranking; on a tie or without validation, the simpler model
-        chosen = max(
-            learners, key=lambda n: (qinis[n] if qinis[n] is not None else -1.0, n == _SHIFT)
-        )
+        gains = {name: _validate(make, X, t, y) for name, make in learners.items()}
+        qinis, chosen, margin = _choose(gains, t, y, random_state)
         qini = qinis[chosen]
         model = learners[chosen]().fit(X, t, y)
         name = UPLIFT_PREFIX + str(treatment)
@@ -259,6 +259,7 @@ def train_uplift(
             "churn_control": float(y[control].mean()),
             "qini_out_of_time": qini,
             **{f"qini_out_of_time_{n}": q for n, q in qinis.items()},
+            "qini_difference_low": margin,
             "window_days": window.total_seconds() / 86_400,
         }
         version = registry.register(
@@ -330,18 +331,57 @@ def _learners(X: pd.DataFrame, random_state: int) -> dict[str, Callable[[], Lear
 
 def _validate(
     make: Callable[[], Learner], X: pd.DataFrame, t: np.ndarray, y: np.ndarray
-) -> float | None:
-    """Qini of a model fitted on the earlier four fifths, on the latest fifth."""
-    cut = int(len(X) * (1 - _VALIDATION_SHARE))
-    fit_t, fit_y, val_t, val_y = t[:cut], y[:cut], t[cut:], y[cut:]
+) -> np.ndarray | None:
+    """The estimated gains in staying of a model fitted on the earlier four fifths, for
+    the latest fifth; None when either part is too small."""
+    cut = int(len(X) * (1 - VALIDATION_SHARE))
+    fit_t, fit_y, val_t = t[:cut], y[:cut], t[cut:]
     if (
         _too_little(pd.DataFrame({"treated": fit_t, "churned": fit_y}))
         or min(int((val_t == 1).sum()), int((val_t == 0).sum())) < MIN_ROWS_PER_ARM
     ):
         return None
     model = make().fit(X.iloc[:cut], fit_t, fit_y)
-    stayed_gain = -model.predict(X.iloc[cut:])
-    return float(qini_coefficient(1 - val_y, val_t, stayed_gain))
+    return np.asarray(-model.predict(X.iloc[cut:]), np.float64)
+
+
+_BOOTSTRAP = 200
+
+
+def _choose(
+    gains: dict[str, np.ndarray | None], t: np.ndarray, y: np.ndarray, random_state: int
+) -> tuple[dict[str, float | None], str, float | None]:
+    """Each learner's out-of-time Qini, the learner to keep, and the lower 95 % bound of
+    the X-learner's Qini minus the logit shift's.
+
+    With rare outcomes the validation Qini is mostly noise (on a few thousand rows
+    even the true effects can score about 0), so the X-learner, which needs far more
+    data, is kept only when a paired bootstrap of the validation rows puts its Qini
+    above the logit shift's with 95 % confidence; otherwise the logit shift.
+    """
+    cut = int(len(t) * (1 - VALIDATION_SHARE))
+    stayed, treated = 1 - y[cut:], t[cut:]
+    qinis = {
+        name: None if g is None else float(qini_coefficient(stayed, treated, g))
+        for name, g in gains.items()
+    }
+    x_gain, shift_gain = gains.get(_X), gains.get(_SHIFT)
+    if _SHIFT not in gains:
+        return qinis, _X, None
+    if x_gain is None or shift_gain is None:
+        return qinis, _SHIFT, None
+    rng = np.random.default_rng(random_state)
+    differences = []
+    for _ in range(_BOOTSTRAP):
+        rows = rng.integers(0, len(stayed), len(stayed))
+        if treated[rows].min() == treated[rows].max():
+            continue
+        differences.append(
+            qini_coefficient(stayed[rows], treated[rows], x_gain[rows])
+            - qini_coefficient(stayed[rows], treated[rows], shift_gain[rows])
+        )
+    low = float(np.quantile(differences, 0.025)) if differences else None
+    return qinis, (_X if low is not None and low > 0 else _SHIFT), low
 
 
 def score_uplift(project: Project, *, as_of: dt.datetime) -> UpliftScoring:

@@ -51,6 +51,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+import pandas as pd
 import yaml
 from scipy import stats
 
@@ -58,7 +59,14 @@ from tenure._config_decide import CampaignBudget, Channel, DeliverySettings, Hol
 from tenure.config import load_config
 from tenure.deliver import Delivery, NetworkChannel
 from tenure.errors import SendError, TenureError
-from tenure.measure._feedback import FeedbackReport, score_uplift, train_uplift
+from tenure.measure._feedback import (
+    VALIDATION_SHARE,
+    FeedbackReport,
+    score_uplift,
+    train_uplift,
+    uplift_frame,
+)
+from tenure.measure._uplift_metrics import qini_coefficient
 from tenure.project import Project, init_project
 from tenure.simulate import Action, ActionType, Simulation, SimulationConfig, StepReport
 from tenure.simulate._world import month_bounds
@@ -189,6 +197,9 @@ class SeedSetup:
     exploration: FeedbackReport | None
     explore_calls: int
     seconds: float
+    #: The yardstick for the uplift model's out-of-time Qini: the Qini of the simulator's
+    #: true effects on the same validation rows (None when nothing was trained).
+    qini_true: float | None = None
 
 
 @dataclass(frozen=True)
@@ -223,6 +234,7 @@ class LoopReport:
                 {
                     "seed": s.seed,
                     "explore_calls": s.explore_calls,
+                    "qini_true_effects": s.qini_true,
                     "seconds": round(s.seconds, 1),
                     "uplift": {
                         t: {
@@ -553,7 +565,14 @@ def _run_seed(
             )
         finally:
             project.close()
-    setup = SeedSetup(seed, feedback, explore_calls, time.perf_counter() - seed_started)
+    qini_true = None
+    if feedback is not None and feedback.trained:
+        project = _open(base / "project", clock, None, settings, cost)
+        try:
+            qini_true = true_effect_qini(project, base / "sim" / "truth", as_of=clock.at)
+        finally:
+            project.close()
+    setup = SeedSetup(seed, feedback, explore_calls, time.perf_counter() - seed_started, qini_true)
     outcomes, periods = [], []
     for policy in settings.policies:
         rows = _evaluate(root, sim_config, seed, policy, settings, history, reports, cost, say)
@@ -636,6 +655,38 @@ def _evaluate(
     # the simulator's truth files are whole once it is closed
     effects = _true_effects(folder / "sim" / "truth", {r.month for r in rows})
     return [dataclasses.replace(r, **effects.get(r.month, {})) for r in rows]
+
+
+def true_effect_qini(project: Project, truth: Path, *, as_of: dt.datetime) -> float | None:
+    """The Qini of the simulator's true effects of a call on the rows the uplift model was
+    validated on (the latest fifth of the randomized decisions, outcome: stayed)."""
+    import pyarrow.parquet as pq
+
+    frame, _ = uplift_frame(project, as_of=as_of)
+    frame = frame.sort_values(["decided_at", "decision_id"])
+    latest = frame.iloc[int(len(frame) * (1 - VALIDATION_SHARE)) :]
+    if latest.empty:
+        return None
+    simulated = _simulated_ids(project)
+    effects = pq.read_table(
+        truth / "treatment_effects.parquet",
+        columns=["account_id", "month", f"effect_prob_{_TREATMENT}"],
+    ).to_pandas()
+    months = latest["decided_at"].map(lambda at: dt.date(at.year, at.month, 1))
+    keys = pd.DataFrame(
+        {"account_id": latest["account_id"].map(simulated), "month": months.to_numpy()}
+    )
+    true = keys.merge(effects, on=["account_id", "month"], how="left")[f"effect_prob_{_TREATMENT}"]
+    known = true.notna().to_numpy()
+    if not known.any():
+        return None
+    return float(
+        qini_coefficient(
+            1 - latest["churned"].to_numpy()[known],
+            latest["treated"].to_numpy()[known],
+            -true.to_numpy()[known],
+        )
+    )
 
 
 def _true_effects(truth: Path, months: set[dt.date]) -> dict[dt.date, dict[str, Any]]:

@@ -71,7 +71,7 @@ def decide(
             "account_id": d.account_id,
             "status": d.status,
             "rule": d.chosen.rule.key if d.chosen else None,
-            "channel": d.chosen.rule.rule.action.channel.value if d.chosen else None,
+            "channel": d.chosen.rule.action.channel.value if d.chosen else None,
             "to": (d.delivery[0] if d.delivery else None),
             "why": d.explanation.splitlines()[0],
             "guardrails": [c.as_dict() for c in d.checks],
@@ -218,25 +218,51 @@ def policies_list(project_dir: ProjectOption = None, json_out: JsonOption = Fals
         templates = load_templates(opened.root / settings.templates_dir)
         with opened.store.connect() as connection:
             stored = versions(connection, "policy") + versions(connection, "template")
-    rules: list[dict[str, Any]] = [
-        {
-            "policy": r.policy,
-            "rule": r.rule.id,
-            "priority": r.rule.priority,
-            "when": r.rule.when,
-            "channel": r.rule.action.channel.value,
-            "template": r.rule.action.template,
-        }
-        for r in loaded.rules
-    ]
+    rules: list[dict[str, Any]] = []
+    for compiled in loaded.rules:
+        rule, experiment = compiled.rule, compiled.rule.experiment
+        arms = (
+            []
+            if experiment is None
+            else [(a, compiled.with_arm(a).action) for a in experiment.arms]
+        )
+        rules.append(
+            {
+                "policy": compiled.policy,
+                "rule": rule.id,
+                "priority": rule.priority,
+                "when": rule.when,
+                "channel": compiled.action.channel.value if experiment is None else None,
+                "template": compiled.action.template if experiment is None else None,
+                "experiment": None
+                if experiment is None
+                else {
+                    "id": experiment.id,
+                    "control": experiment.control,
+                    "arms": {
+                        a: {
+                            "percent": experiment.percents[a],
+                            "channel": None if a == experiment.control else act.channel.value,
+                            "template": None if a == experiment.control else act.template,
+                        }
+                        for a, act in arms
+                    },
+                },
+            }
+        )
     if json_out:
         print_json({"rules": rules, "templates": sorted(templates.templates), "versions": stored})
         return
     table = Table("policy", "rule", "priority", "channel", "template", "when")
     for r in rules:
-        table.add_row(
-            r["policy"], r["rule"], str(r["priority"]), r["channel"], r["template"], r["when"]
-        )
+        channel, template = r["channel"], r["template"]
+        if r["experiment"] is not None:
+            arms = r["experiment"]["arms"]
+            channel = f"experiment {r['experiment']['id']}: " + ", ".join(
+                f"{a} {v['percent']:.3g} % {v['channel'] or '(control)'}" for a, v in arms.items()
+            )
+            template = ", ".join(v["template"] for v in arms.values() if v["template"])
+        table.add_row(r["policy"], r["rule"], str(r["priority"]), channel, template, r["when"])
     out.print(table)
     latest: dict[tuple[str, str], Any] = {}
     for v in stored:

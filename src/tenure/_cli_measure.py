@@ -33,7 +33,8 @@ def _summary(summary: object, *, percent: bool) -> str:
     return f"{summary.mean:,.2f} [{summary.ci_low:,.2f}, {summary.ci_high:,.2f}]"
 
 
-def _lift(lift: object, *, percent: bool) -> str:
+def _lift(lift: object, *, percent: bool, holm: bool = False) -> str:
+    """A lift with its interval, relative lift and p-value (with *holm*, also adjusted)."""
     from tenure.measure.experiments import Lift
 
     if not isinstance(lift, Lift):
@@ -49,6 +50,8 @@ def _lift(lift: object, *, percent: bool) -> str:
         )
     if not math.isnan(lift.relative):
         text += f" ({lift.relative:+.0%})"
+    if holm and lift.p_adjusted is not None:
+        return f"{text}, p={lift.p_value:.3g}, Holm {lift.p_adjusted:.3g}"
     return f"{text}, p={lift.p_value:.3g}"
 
 
@@ -58,7 +61,8 @@ def experiments(
     project_dir: ProjectOption = None,
     json_out: JsonOption = False,
 ) -> None:
-    """Treated against held out, per holdout group: conversion, retention, revenue, lift, SRM."""
+    """Treated against held out per holdout group, and every experiment arm against its
+    control: conversion, retention, revenue, lift, SRM."""
     from tenure.measure._report import experiment_report, save_report
 
     with errors(), project_at(project_dir) as opened:
@@ -81,13 +85,17 @@ def experiments(
             if srm.flagged
             else f"ok (p={srm.p_value:.2g})"
         )
+        title = f"{group.group}: {group.percent:g} % held out"
+        if group.experiment is not None:
+            shares = ", ".join(f"{a} {group.percents[a]:.3g} %" for a in group.percents)
+            title = f"{group.group}: {shares or 'arms'}; lifts against {group.control}"
         table = Table(
             "arm",
             "customers",
             "conversion [95 % CI]",
             "retention [95 % CI]",
             "revenue/customer [95 % CI]",
-            title=f"{group.group}: {group.percent:g} % held out",
+            title=title,
             caption=(
                 f"SRM {flag}; {group.pending:,} pending (window not over), "
                 f"{group.repeats:,} repeat decisions left out"
@@ -101,28 +109,40 @@ def experiments(
                 _summary(row.retention, percent=True),
                 _summary(row.revenue, percent=False),
             )
-        table.add_row(
-            "lift",
-            "",
-            _lift(group.lift("conversion"), percent=True),
-            _lift(group.lift("retention"), percent=True),
-            _lift(group.lift("revenue"), percent=False),
-            style="bold",
-        )
+        if group.experiment is None:
+            lifts: list[tuple[str, str | None]] = [("lift", None)]
+        else:  # one row per treatment arm, p-values Holm-adjusted across the arms
+            lifts = [(f"lift {arm}", arm) for arm in group.arms if arm != group.control]
+        holm = group.experiment is not None
+        for label, arm in lifts:
+            table.add_row(
+                label,
+                "",
+                _lift(group.lift("conversion", arm), percent=True, holm=holm),
+                _lift(group.lift("retention", arm), percent=True, holm=holm),
+                _lift(group.lift("revenue", arm), percent=False, holm=holm),
+                style="bold",
+            )
         out.print(table)
         if group.segments:
-            out.print(_stage_table(group.segments))
+            out.print(_stage_table(group.segments, arms=group.experiment is not None))
         for note in group.notes:
             out.print(f"  [dim]{note}[/]", highlight=False)
     for note in report.notes:
         out.print(note, highlight=False)
 
 
-def _stage_table(segments: Mapping[str, object]) -> Table:
-    """Each metric's lift per stage, with its Holm-adjusted p-value."""
+def _stage_table(segments: Mapping[str, object], *, arms: bool = False) -> Table:
+    """Each metric's lift per stage (with *arms*, per stage and treatment arm), with its
+    Holm-adjusted p-value."""
     from tenure.measure.experiments import SegmentBreakdown
 
-    table = Table("stage", "metric", "treated", "held out", "lift [95 % CI]", "p (Holm)")
+    if arms:
+        table = Table(
+            "stage", "metric", "arm", "customers", "control", "lift [95 % CI]", "p (Holm)"
+        )
+    else:
+        table = Table("stage", "metric", "treated", "held out", "lift [95 % CI]", "p (Holm)")
     table.title = "by stage at decision"
     for metric, breakdown in segments.items():
         if not isinstance(breakdown, SegmentBreakdown):
@@ -133,6 +153,7 @@ def _stage_table(segments: Mapping[str, object]) -> Table:
             table.add_row(
                 str(row.segment),
                 metric,
+                *([row.lift.treatment] if arms else []),
                 f"{row.n_treatment:,}",
                 f"{row.n_control:,}",
                 _lift(row.lift, percent=percent).split(", p=")[0],

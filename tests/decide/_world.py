@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import select
 
 from tenure.decide import Contact, CustomerState, save_states
+from tenure.measure.experiments import Arm, Experiment
 from tenure.project import Project
 from tenure.store._tables import outbox
 
@@ -39,6 +40,29 @@ rules:
     action: {channel: in_app, template: tips_in_app, campaign: nurture, cost: 0.1}
     priority: 40
 """
+
+#: A rule whose experiment tries a call against an email, a fifth held out.
+EXPERIMENT = """\
+name: retention
+rules:
+  - id: save
+    when: scores.churn_probability >= 0.5
+    experiment:
+      id: save-channel
+      arms:
+        call: {weight: 40, action: {channel: csm_task, template: csm_call, campaign: save,
+               cost: 40, type: csm_call}}
+        email: {weight: 40, action: {channel: email, template: tips, campaign: save, cost: 0.5}}
+        control: {weight: 20}
+    priority: 90
+"""
+#: What the policy above assigns by: the experiment id and the holdouts' default salt.
+SAVE_CHANNEL = Experiment(
+    id="save-channel",
+    salt="tenure",
+    arms=(Arm("call", 40), Arm("email", 40), Arm("control", 20)),
+)
+
 
 TEMPLATES = {
     "csm_task": """\

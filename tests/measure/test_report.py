@@ -15,6 +15,7 @@ import pytest
 from scipy import stats
 from sqlalchemy import select, update
 from statsmodels.stats import proportion
+from statsmodels.stats.multitest import multipletests
 from typer.testing import CliRunner
 
 from tenure.cli import app
@@ -25,7 +26,7 @@ from tenure.project import Project
 from tenure.store._tables import decisions
 from tests._lake import load_events
 from tests.conftest import make_project
-from tests.decide._world import NOON, customer, publish, write_policy_files
+from tests.decide._world import EXPERIMENT, NOON, POLICY, customer, publish, write_policy_files
 
 _N = 300  # decided at NOON
 _LATE = 30  # decided 20 days later: their window is not over at AS_OF
@@ -319,3 +320,207 @@ def test_a_rejected_review_stays_in_the_treated_arm(world: Project) -> None:
                 update(decisions).where(decisions.c.id == row["id"]).values(status="queued")
             )
     assert after == before
+
+
+# ------------------------------------------------------------------ a policy's experiment
+_ARMS = ("call", "email", "control")
+_EXPERIMENT_N = 600  # decided at NOON, a tenth of them in the global control
+_CONVERTS = {"call": 0.5, "email": 0.35, "control": 0.2}
+_CHURNS = {"call": 0.1, "email": 0.2, "control": 0.3}
+_GROUP = "experiment save-channel"
+
+
+def _got(row: dict[str, Any]) -> str:
+    """What a decision gave its customer: an arm's action, or nothing ("control")."""
+    if row["status"] == "holdout":
+        return "control"
+    return str(orjson.loads(row["experiment"])["arm"])
+
+
+@pytest.fixture(scope="module")
+def experiment_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
+    """A three-arm experiment in the policy, the global control at 10 %, outcomes by arm."""
+    root = tmp_path_factory.mktemp("experiment")
+    base = make_project(root / "proj", f"sqlite:///{root / 'store.db'}", clock=lambda: NOON)
+    write_policy_files(base, EXPERIMENT)
+    base.close()
+    text = (root / "proj" / "tenure.yaml").read_text()
+    edited = text.replace("    global_control_percent: 0 ", "    global_control_percent: 10 #", 1)
+    assert edited != text
+    (root / "proj" / "tenure.yaml").write_text(edited)
+    project = Project.open(root / "proj", clock=lambda: NOON)
+    groups = [f"x{n:03d}" for n in range(_EXPERIMENT_N + _LATE)]
+    before = NOON - dt.timedelta(days=10)
+    load_events(project, "r1", [_event("group", None, before, g) for g in groups])
+    stitch(project)
+    nodes = project.warehouse.table("account_nodes").to_pyarrow().to_pylist()
+    account = {r["identifier"].removeprefix("group_id:"): r["account_id"] for r in nodes}
+    stage = ("renewal", "established")
+    states = [
+        dataclasses.replace(customer(n, churn=0.6, stage=stage[n % 2]), account_id=account[g])
+        for n, g in enumerate(groups)
+    ]
+    publish(project, states)
+    ids = [account[g] for g in groups]
+    decide(project, now=NOON, accounts=ids[:_EXPERIMENT_N])
+    decide(project, now=NOON + dt.timedelta(days=20), accounts=ids[_EXPERIMENT_N:])
+    group_of = {a: g for g, a in account.items()}
+    planted = []
+    for row in _log(project):
+        a, at, got = row["account_id"], row["decided_at"], _got(row)
+        g = group_of[a]
+        if _u(a, "convert") < _CONVERTS[got]:
+            planted.append(_event("track", "Subscription Started", at + dt.timedelta(days=3), g))
+            paid = at + dt.timedelta(days=5)
+            planted.append(_event("track", "Invoice Paid", paid, g, amount=_amount(a)))
+        if _u(a, "churn") < _CHURNS[got]:
+            planted.append(_event("track", "Subscription Canceled", at + dt.timedelta(days=9), g))
+    load_events(project, "r2", planted)
+    yield project
+    project.close()
+
+
+def _experiment_arms(project: Project) -> dict[str, list[str]]:
+    """The log's accounts per arm of the experiment, read straight from the holdout checks."""
+    arms: dict[str, list[str]] = {arm: [] for arm in _ARMS}
+    for row in _log(project):
+        check = _holdout_check(row)
+        if check is None or check.get("group") != "experiment:save-channel":
+            continue
+        if row["decided_at"] + _WINDOW <= AS_OF:
+            arms[str(check["arm"])].append(row["account_id"])
+    return arms
+
+
+def test_an_experiment_has_every_arm_and_its_split_is_checked_against_the_policy(
+    experiment_world: Project,
+) -> None:
+    report = experiment_report(experiment_world, as_of=AS_OF)
+    assert [g.group for g in report.groups] == ["global control", _GROUP]
+    group = report.group(_GROUP)
+    arms = _experiment_arms(experiment_world)
+    assert (group.experiment, group.arms, group.control) == ("save-channel", _ARMS, "control")
+    assert group.customers == {arm: len(accounts) for arm, accounts in arms.items()}
+    assert group.percents == {"call": 40.0, "email": 40.0, "control": 20.0}
+    assert group.percent == 20.0
+    assert [row.arm for row in group.rows()] == list(_ARMS)
+    n = sum(group.customers.values())
+    group_of = {r["id"]: (_holdout_check(r) or {}).get("group") for r in _log(experiment_world)}
+    late = [r for r in _log(experiment_world) if r["decided_at"] > NOON]
+    assert group.pending == sum(group_of[r["id"]] != "global" for r in late)
+    # the global control came first: none of its customers is in an arm
+    held = {r["account_id"] for r in _log(experiment_world) if group_of[r["id"]] == "global"}
+    assert held
+    assert not held & {a for accounts in arms.values() for a in accounts}
+    assert report.group("global control").customers["treated"] == n
+    # SRM against the policy's weights, as scipy computes it
+    assert group.srm is not None
+    observed = [group.customers[arm] for arm in _ARMS]
+    expected = [n * 0.4, n * 0.4, n * 0.2]
+    assert group.srm.expected == pytest.approx(dict(zip(_ARMS, expected, strict=True)))
+    chisquare = stats.chisquare(observed, expected)
+    assert group.srm.p_value == pytest.approx(chisquare.pvalue, rel=1e-9)
+    assert not group.srm.flagged
+    assert group.segments is not None
+    assert {(r.segment, r.lift.treatment) for r in group.segments["conversion"].rows} == {
+        (stage, arm) for stage in ("renewal", "established") for arm in ("call", "email")
+    }
+
+
+def test_experiment_lifts_match_statsmodels_and_scipy_per_arm(
+    experiment_world: Project,
+) -> None:
+    group = experiment_report(experiment_world, as_of=AS_OF).group(_GROUP)
+    arms = _experiment_arms(experiment_world)
+    converted = {
+        arm: np.array([_u(a, "convert") < _CONVERTS[arm] for a in accounts], dtype=float)
+        for arm, accounts in arms.items()
+    }
+    control = converted["control"]
+    raw, adjusted = [], []
+    for arm in ("call", "email"):
+        treated = converted[arm]
+        summary = next(r for r in group.rows() if r.arm == arm).conversion
+        assert summary is not None
+        assert (summary.n, summary.mean) == (treated.size, pytest.approx(treated.mean()))
+        wilson = proportion.proportion_confint(treated.sum(), treated.size, method="wilson")
+        assert (summary.ci_low, summary.ci_high) == pytest.approx(wilson, rel=1e-9)
+        lift = group.lift("conversion", arm)
+        assert lift is not None
+        assert (lift.treatment, lift.control) == (arm, "control")
+        assert lift.absolute == pytest.approx(treated.mean() - control.mean(), rel=1e-12)
+        counts = (treated.sum(), treated.size, control.sum(), control.size)
+        low, high = proportion.confint_proportions_2indep(*counts, method="wald", compare="diff")
+        assert (lift.absolute_ci_low, lift.absolute_ci_high) == pytest.approx((low, high))
+        p = proportion.test_proportions_2indep(*counts, method="wald").pvalue
+        assert lift.p_value == pytest.approx(p, rel=1e-6)
+        raw.append(p)
+        adjusted.append(lift.p_adjusted)
+        if arm == "call":  # 50 % against 20 %: clearly positive on these sizes
+            assert low > 0
+    # Holm across the two treatment arms, as statsmodels adjusts them
+    holm = multipletests(raw, method="holm")[1]
+    assert adjusted == pytest.approx(list(holm), rel=1e-9)
+    # revenue: Welch per arm against the control
+    paid = {
+        arm: np.array([_amount(a) if _u(a, "convert") < _CONVERTS[arm] else 0.0 for a in accounts])
+        for arm, accounts in arms.items()
+    }
+    for arm in ("call", "email"):
+        revenue = group.lift("revenue", arm)
+        assert revenue is not None
+        welch = stats.ttest_ind(paid[arm], paid["control"], equal_var=False)
+        assert revenue.absolute == pytest.approx(paid[arm].mean() - paid["control"].mean())
+        assert revenue.p_value == pytest.approx(welch.pvalue, rel=1e-6)
+    kept = {
+        arm: np.array([_u(a, "churn") >= _CHURNS[arm] for a in accounts], dtype=float)
+        for arm, accounts in arms.items()
+    }
+    retention = group.lift("retention", "email")
+    assert retention is not None
+    assert retention.absolute == pytest.approx(kept["email"].mean() - kept["control"].mean())
+
+
+def test_the_cli_prints_every_arm_and_a_lift_per_treatment_arm(
+    experiment_world: Project,
+) -> None:
+    runner = CliRunner()
+    args = ["report", "experiments", "-p", str(experiment_world.root), "--as-of", AS_OF.isoformat()]
+    result = runner.invoke(app, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    text = result.stdout
+    assert "experiment save-channel: call 40 %, email 40 %, control 20 %; lifts against" in text
+    table = text.split("experiment save-channel:", 1)[1].split("by stage at decision", 1)[0]
+    cells = [[c.strip() for c in line.split("│")[1:3]] for line in table.splitlines()]
+    rows = [c for c in cells if c and c[0]]  # a row's first line: its arm and customers
+    arms = _experiment_arms(experiment_world)
+    assert rows == [
+        *([arm, f"{len(arms[arm]):,}"] for arm in _ARMS),
+        ["lift call", ""],
+        ["lift email", ""],
+    ]
+    assert "Holm" in table
+    result = runner.invoke(app, [*args, "--json"], catch_exceptions=False)
+    found = json.loads(result.stdout)["groups"][1]
+    assert (found["group"], found["arms"], found["control"]) == (_GROUP, list(_ARMS), "control")
+    assert [lift["treatment"] for lift in found["metrics"][0]["lifts"]] == ["call", "email"]
+
+
+def test_an_experiment_no_longer_in_the_policies_is_checked_against_the_log(
+    experiment_world: Project,
+) -> None:
+    policy = experiment_world.root / "policies" / "retention.yaml"
+    text = policy.read_text()
+    policy.write_text(POLICY)
+    try:
+        group = experiment_report(experiment_world, as_of=AS_OF).group(_GROUP)
+    finally:
+        policy.write_text(text)
+    assert group.arms == ("call", "email", "control")
+    assert group.percents == {"call": 40.0, "email": 40.0, "control": 20.0}
+    assert group.srm is not None
+    assert not group.srm.flagged
+    assert group.notes[0] == (
+        "the experiment is not in the loaded policies: the SRM check uses the percents the "
+        "log names"
+    )

@@ -205,7 +205,14 @@ class RuleInfo(BaseModel):
     stages: list[str] | None
     cooldown: str | None
     description: str
-    action: dict[str, Any] = Field(description="channel, template, campaign, cost, …")
+    action: dict[str, Any] | None = Field(
+        description="channel, template, campaign, cost, … (None: the rule runs an experiment)"
+    )
+    experiment: dict[str, Any] | None = Field(
+        default=None,
+        description="instead of an action: the experiment's id, its arms (weight and action; "
+        "the control arm has none) and the control arm's name",
+    )
 
 
 class PolicyInfo(BaseModel):
@@ -275,8 +282,17 @@ def policies_route(
                 "version": _current(history, source),
                 "rules": [
                     {
-                        **rule.model_dump(mode="json", exclude={"action"}),
-                        "action": rule.action.model_dump(mode="json", exclude_none=True),
+                        **rule.model_dump(mode="json", exclude={"action", "experiment"}),
+                        "action": (
+                            None
+                            if rule.action is None
+                            else rule.action.model_dump(mode="json", exclude_none=True)
+                        ),
+                        "experiment": (
+                            None
+                            if rule.experiment is None
+                            else rule.experiment.model_dump(mode="json", exclude_none=True)
+                        ),
                     }
                     for rule in policy.rules
                 ],

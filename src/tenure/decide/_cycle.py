@@ -122,7 +122,7 @@ def render_action(
     csm_target: str | None,
 ) -> tuple[str, dict[str, Any]]:
     """The recipient and outbox payload of *rule*'s action; TemplateError if it cannot."""
-    action = rule.rule.action
+    action = rule.action
     template = templates.get(action.template)
     if template.channel is not action.channel:
         raise TemplateError(
@@ -285,7 +285,7 @@ def decision_row(
     chosen = decision.chosen
     action: dict[str, Any] = {}
     if chosen is not None:
-        action = chosen.rule.rule.action.model_dump(mode="json")
+        action = chosen.rule.action.model_dump(mode="json")
         action["template_version"] = templates.get(action["template"])
     state = decision.state
     return {
@@ -299,8 +299,8 @@ def decision_row(
         "policy": chosen.rule.policy if chosen else None,
         "policy_version": versions.get(chosen.rule.policy) if chosen else None,
         "rule_id": chosen.rule.rule.id if chosen else None,
-        "channel": chosen.rule.rule.action.channel.value if chosen else None,
-        "campaign": chosen.rule.rule.action.campaign if chosen else None,
+        "channel": chosen.rule.action.channel.value if chosen else None,
+        "campaign": chosen.rule.action.campaign if chosen else None,
         "action": orjson.dumps(action).decode(),
         "value": chosen.value if chosen else None,
         "models": orjson.dumps(state.models).decode(),
@@ -316,12 +316,13 @@ def decision_row(
 
 
 def _experiment(decision: Decision) -> str | None:
-    """The holdout group that placed the customer, their arm, and the stage they were in
-    (the stratum the report breaks lifts down by); None when no group applied."""
+    """The holdout group that placed the customer, their arm (an experiment's arm by its
+    name), and the stage they were in (the stratum the report breaks lifts down by);
+    None when no group applied."""
     check = next((c for c in decision.checks if c.guardrail == "holdout"), None)
     if check is None or check.group is None:
         return None
-    arm = "held out" if check.verdict is Verdict.HOLD else "treated"
+    arm = check.arm or ("held out" if check.verdict is Verdict.HOLD else "treated")
     return orjson.dumps(
         {
             "group": check.group,
@@ -472,7 +473,7 @@ def outbox_row(
     decision: Decision, recipient: str, payload: dict[str, Any], template_versions: dict[str, int]
 ) -> dict[str, Any]:
     assert decision.chosen is not None
-    action = decision.chosen.rule.rule.action
+    action = decision.chosen.rule.action
     return {
         "idempotency_key": "a_" + decision.id.removeprefix("d_"),
         "decision_id": decision.id,

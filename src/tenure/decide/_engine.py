@@ -14,6 +14,12 @@ candidate; a blocked one gives way to the next, so a frequency cap on email
 lets a CSM task through. The first candidate that is not blocked is the
 decision: queued, deferred (quiet hours) or waiting for review.
 
+A rule with an experiment is the candidate of the customer's arm (a hash, see
+:class:`tenure.decide._holdouts.HoldoutGroups`): ranked and checked with that
+arm's action, the control arm with the first treatment arm's, so that both
+sides are selected alike. Then, like a campaign holdout, the control arm is
+logged as ``holdout`` and nothing is sent or spent.
+
 Everything is written down: each candidate and what became of it, each
 guardrail's verdict, the scores, model versions and features used, and a
 plain-words explanation (see :mod:`tenure.decide._explain`).
@@ -83,6 +89,7 @@ class Candidate:
             "value_from": None if self.value_from is None else self.value_from.value,
             "outcome": self.outcome,
             "guardrails": [c.as_dict() for c in self.checks],
+            **({"arm": self.rule.arm} if self.rule.arm is not None else {}),
         }
 
 
@@ -131,7 +138,7 @@ class Decider:
         self.policies = policies
         self.guardrails = guardrails
         self.prepare = prepare
-        self.holdouts = HoldoutGroups(guardrails.settings.holdouts)
+        self.holdouts = HoldoutGroups(guardrails.settings.holdouts, policies.experiments)
 
     def matching(self, state: CustomerState) -> tuple[list[CompiledRule], dict[str, str]]:
         """Rules whose condition holds for *state*, and the rules whose condition failed."""
@@ -197,7 +204,10 @@ class Decider:
         errors: dict[str, str] = {}
         context: dict[str, Any] | None = None
         for rule in rules:
-            action = rule.rule.action
+            experiment = rule.rule.experiment
+            if experiment is not None and rule.arm is None:
+                rule = rule.with_arm(self.holdouts.arm(state.account_id, experiment.id))
+            action = rule.action
             uplift = state.uplift.get(action.treatment)
             if uplift is not None:
                 value = float(uplift) * state.value - action.cost
@@ -240,7 +250,7 @@ class Decider:
             or self.guardrails.settings.act_on_negative_value
         ):
             return None
-        action = candidate.rule.rule.action
+        action = candidate.rule.action
         uplift = float(state.uplift[action.treatment])
         return Check(
             "value",
@@ -289,9 +299,7 @@ class Decider:
             if declined is not None:  # left alone: no guardrail needs asking
                 done.append(dataclasses.replace(candidate, checks=(declined,), outcome="blocked"))
                 continue
-            checks = tuple(
-                self.guardrails.check(ledger, state, contact, candidate.rule.rule.action)
-            )
+            checks = tuple(self.guardrails.check(ledger, state, contact, candidate.rule.action))
             verdicts = {c.verdict for c in checks}
             if Verdict.BLOCK not in verdicts and self.prepare is not None:
                 try:
@@ -302,7 +310,12 @@ class Decider:
             if Verdict.BLOCK in verdicts:
                 done.append(dataclasses.replace(candidate, checks=checks, outcome="blocked"))
                 continue
-            held = self.holdouts.check(state.account_id, candidate.rule.rule.action.campaign)
+            experiment = candidate.rule.rule.experiment
+            held = self.holdouts.check(
+                state.account_id,
+                candidate.rule.action.campaign,
+                experiment=None if experiment is None else experiment.id,
+            )
             if held is not None:
                 checks = (*checks, held)
             chosen = dataclasses.replace(candidate, checks=checks, outcome="chosen")
@@ -336,6 +349,6 @@ class Decider:
         )
         decision = dataclasses.replace(decision, explanation=explain(decision))
         if chosen is not None and status in ("queued", "deferred"):
-            action = chosen.rule.rule.action
+            action = chosen.rule.action
             ledger.record(state.account_id, action.channel.value, action.campaign, action.cost)
         return decision

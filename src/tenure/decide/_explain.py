@@ -53,13 +53,14 @@ def _value(decision: Decision, candidate: Candidate) -> str | None:
     if value is None:
         return None
     rule = candidate.rule.rule
-    uplift = decision.state.uplift.get(rule.action.treatment)
+    action = candidate.rule.action
+    uplift = decision.state.uplift.get(action.treatment)
     # ValueSource is a StrEnum (importing _engine here would be circular)
     source = candidate.value_from
     if source == "uplift" and uplift is not None:
         return (
             f"expected value {_amount(value)}: uplift {_amount(uplift, 3)} × value "
-            f"{_amount(decision.state.value)} − cost {_amount(rule.action.cost)}"
+            f"{_amount(decision.state.value)} − cost {_amount(action.cost)}"
         )
     if source == "rule" and rule.value:
         return f"value {_number(value)} by the rule's value expression {rule.value}"
@@ -71,7 +72,7 @@ def explain(decision: Decision) -> str:
     chosen = decision.chosen
     if chosen is not None:
         rule = chosen.rule.rule
-        action = rule.action
+        action = chosen.rule.action
         what = f"{action.channel} '{action.template}'"
         if decision.contact is not None and action.channel.value in ("email", "in_app"):
             what += f" to {decision.contact.email or decision.contact.user_id}"
@@ -79,6 +80,8 @@ def explain(decision: Decision) -> str:
         worth = _value(decision, chosen)
         if worth is not None:
             extra.insert(0, worth)
+        if rule.experiment is not None and chosen.rule.arm is not None:
+            extra.append(f"experiment {rule.experiment.id}, arm {chosen.rule.arm}")
         if action.campaign:
             extra.append(f"campaign {action.campaign}")
         if action.cost:

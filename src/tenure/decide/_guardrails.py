@@ -57,10 +57,13 @@ class Check:
     verdict: Verdict
     detail: str
     until: dt.datetime | None = None  # a deferral's new start time
-    #: A holdout verdict's group ("global" or "campaign:<name>") and its percent held
-    #: out, so that reports read them from the log rather than from the wording.
+    #: A holdout verdict's group ("global", "campaign:<name>" or "experiment:<id>") and
+    #: its percent held out (an experiment's: the arm's share), so that reports read them
+    #: from the log rather than from the wording.
     group: str | None = None
     percent: float | None = None
+    #: An experiment's verdict: the customer's arm.
+    arm: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         found: dict[str, Any] = {
@@ -73,6 +76,8 @@ class Check:
         if self.group is not None:
             found["group"] = self.group
             found["percent"] = self.percent
+        if self.arm is not None:
+            found["arm"] = self.arm
         return found
 
 

@@ -30,6 +30,24 @@ the customers worth most first. A value that cannot be evaluated for a
 customer leaves that candidate without one (ranked by priority), and the
 decision log says why. Unlike an uplift estimate's expected value, it is a
 ranking, not money: a negative one is not a reason to leave a customer alone.
+
+A rule may carry an ``experiment`` instead of its one ``action``: named arms, each
+a weight and an action, and a control arm without one (held out)::
+
+      - id: save
+        when: scores.churn_probability >= 0.5
+        experiment:
+          id: save-channel
+          arms:
+            call:  {weight: 40, action: {channel: csm_task, template: csm_call, cost: 40}}
+            email: {weight: 40, action: {channel: email, template: tips, cost: 0.5}}
+            control: {weight: 20}
+          control: control             # the default
+
+The customer's arm is a hash of the account, the experiment id and
+``decide.holdouts.salt`` (:mod:`tenure.decide._assign`; the Decider builds the
+assignment, since the salt is the project's). Experiment problems are collected
+over every loaded policy and raised together, each naming file, rule and key.
 """
 
 from __future__ import annotations
@@ -38,7 +56,7 @@ import datetime as dt
 import hashlib
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -60,9 +78,11 @@ __all__ = [
     "CONTEXT_VARIABLES",
     "Action",
     "CompiledRule",
+    "ExperimentArm",
     "Policy",
     "PolicySet",
     "Rule",
+    "RuleExperiment",
     "load_policies",
 ]
 
@@ -75,6 +95,8 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
 _NOT_FIELDS = frozenset({"all", "exists", "exists_one", "map", "filter", "size"})
 _BOUND = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")
 _STRING = re.compile(r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'")
+#: The prefix of an experiment's holdout group (``experiment:<id>``).
+EXPERIMENT_PREFIX = "experiment:"
 
 
 class Action(BaseModel):
@@ -102,12 +124,67 @@ class Action(BaseModel):
         return self.type or self.channel.value
 
 
+class ExperimentArm(BaseModel):
+    """One arm of a rule's experiment: its weight and, unless it is the control, its action."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    weight: float = Field(allow_inf_nan=False)
+    action: Action | None = None
+
+
+class RuleExperiment(BaseModel):
+    """A rule's experiment: arms by name, in the file's order (which the hash's slices
+    follow), and the control arm, which has no action and is held out."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    arms: dict[str, ExperimentArm]
+    control: str = "control"
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(f"lower-case letters, digits, _ and - (got {value!r})")
+        return value
+
+    @property
+    def group(self) -> str:
+        """The ``group`` of the holdout verdicts it logs: ``experiment:<id>``."""
+        return f"{EXPERIMENT_PREFIX}{self.id}"
+
+    @property
+    def treatments(self) -> tuple[str, ...]:
+        """The arms with an action, in order."""
+        return tuple(name for name, arm in self.arms.items() if name != self.control)
+
+    @property
+    def percents(self) -> dict[str, float]:
+        """Each arm's share of the customers the rule acts on, in percent."""
+        total = sum(arm.weight for arm in self.arms.values())
+        return {name: 100.0 * arm.weight / total for name, arm in self.arms.items()}
+
+    def action(self, arm: str | None) -> Action:
+        """*arm*'s action; for the control (or no arm yet) the first treatment arm's, which
+        the control is ranked and checked with, so that both sides are selected alike."""
+        found = self.arms[arm].action if arm is not None and arm in self.arms else None
+        if found is None:
+            found = self.arms[self.treatments[0]].action
+        assert found is not None  # checked at load: every arm but the control has one
+        return found
+
+
 class Rule(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: str
     when: str
-    action: Action
+    #: What to do; a rule has exactly one of ``action`` and ``experiment`` (checked at load).
+    action: Action | None = None
+    #: Arms with an action each and a control arm without; instead of ``action``.
+    experiment: RuleExperiment | None = None
     priority: int = 0
     #: CEL giving a number: the candidate's value where no uplift estimate gives one.
     value: str | None = None
@@ -150,10 +227,26 @@ class CompiledRule:
     value_program: Any = None
     #: Per map variable, the fields the value expression reads.
     value_fields: dict[str, frozenset[str] | None] = field(default_factory=dict)
+    #: A candidate's arm of the rule's experiment (see :meth:`with_arm`); None otherwise.
+    arm: str | None = None
 
     @property
     def key(self) -> str:
         return f"{self.policy}/{self.rule.id}"
+
+    @property
+    def action(self) -> Action:
+        """The action: the rule's, or its experiment's for :attr:`arm` (the control arm
+        is ranked and checked with the first treatment arm's action)."""
+        experiment = self.rule.experiment
+        if experiment is not None:
+            return experiment.action(self.arm)
+        assert self.rule.action is not None  # checked at load: an action or an experiment
+        return self.rule.action
+
+    def with_arm(self, arm: str) -> CompiledRule:
+        """This rule as the candidate of a customer in *arm* of its experiment."""
+        return replace(self, arm=arm)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +266,15 @@ class PolicySet:
 
     def content_hash(self, name: str) -> str:
         return hashlib.sha256(self.sources[name].encode()).hexdigest()
+
+    @property
+    def experiments(self) -> dict[str, RuleExperiment]:
+        """The rules' experiments by id (ids are unique across the loaded policies)."""
+        return {
+            r.rule.experiment.id: r.rule.experiment
+            for r in self.rules
+            if r.rule.experiment is not None
+        }
 
     def context(self, full: Mapping[str, Any]) -> dict[str, Any]:
         """*full* narrowed to what conditions and values read (CEL converts every value passed)."""
@@ -264,6 +366,55 @@ def parse_yaml_model(model: type[_M], text: str, *, source: str) -> _M:
         raise ConfigError(source, problems) from None
 
 
+def _rule_problems(rule: Rule) -> list[tuple[str, str]]:
+    """(key, what is wrong) for a rule's action or experiment; empty when it is sound."""
+    experiment = rule.experiment
+    if (rule.action is None) == (experiment is None):
+        found = "both" if experiment is not None else "neither"
+        return [("action", f"a rule has an action or an experiment, not {found}")]
+    if experiment is None:
+        return []
+    problems = []
+    names = list(experiment.arms)
+    if len(names) < 2:
+        problems.append(("experiment.arms", f"at least two arms (got {len(names)})"))
+    for name, arm in experiment.arms.items():
+        key = f"experiment.arms.{name}"
+        if not _NAME.match(name):
+            problems.append((key, f"an arm name of lower-case letters, digits, _ and - ({name!r})"))
+        if arm.weight <= 0:
+            problems.append((f"{key}.weight", f"a weight > 0 (got {arm.weight:g})"))
+        if name == experiment.control and arm.action is not None:
+            problems.append((f"{key}.action", "none: the control arm gets nothing (held out)"))
+        elif name != experiment.control and arm.action is None:
+            problems.append((f"{key}.action", "an action (only the control arm has none)"))
+    if experiment.control not in experiment.arms:
+        arms = ", ".join(names)
+        problems.append(
+            ("experiment.control", f"one of the arms {arms} (got {experiment.control!r})")
+        )
+    return problems
+
+
+def _experiment_problems(policies: dict[str, Policy], paths: dict[str, Path]) -> list[str]:
+    """Every rule's action or experiment problem, each naming file, policy, rule and key."""
+    lines = []
+    first: dict[str, str] = {}  # experiment id → where it is defined
+    for name, policy in policies.items():
+        for rule in policy.rules:
+            where = f"{paths[name]}: policy {name!r}, rule {rule.id!r}"
+            lines += [f"{where}, key {key!r}: {what}" for key, what in _rule_problems(rule)]
+            if rule.experiment is None:
+                continue
+            other = first.setdefault(rule.experiment.id, where)
+            if other != where:
+                lines.append(
+                    f"{where}, key 'experiment.id': a unique experiment id "
+                    f"({rule.experiment.id!r} is already the experiment of {other})"
+                )
+    return lines
+
+
 def parse_policy(text: str, *, source: str) -> Policy:
     return parse_yaml_model(Policy, text, source=source)
 
@@ -282,6 +433,12 @@ def load_policies(directory: Path) -> PolicySet:
         policies[policy.name] = policy
         sources[policy.name] = text
         paths[policy.name] = path
+    problems = _experiment_problems(policies, paths)
+    if len(problems) == 1:
+        raise PolicyError(problems[0])
+    if problems:
+        listed = "\n".join(f"  - {p}" for p in problems)
+        raise PolicyError(f"{len(problems)} problems in the policies' rules:\n{listed}")
     compiled: list[CompiledRule] = []
     for name, policy in policies.items():
         seen: set[str] = set()

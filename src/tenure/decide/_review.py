@@ -138,10 +138,23 @@ def approve(
                 f"cannot approve {review_id}: the account's state or rule "
                 f"{logged.policy}/{logged.rule_id} is gone"
             )
+        logged_checks = orjson.loads(logged.guardrails or "[]")
+        # the holdout verdict (the group and arm that placed the customer) stays in the log
+        holdout = [c for c in logged_checks if c.get("guardrail") == "holdout"]
+        experiment = rule.rule.experiment
+        if experiment is not None:
+            arm = holdout[0].get("arm") if holdout else None
+            if arm not in experiment.treatments:
+                raise ReviewError(
+                    f"cannot approve {review_id}: arm {arm!r} of experiment "
+                    f"{experiment.id!r} is not among its arms with an action now "
+                    f"({', '.join(experiment.treatments)})"
+                )
+            rule = rule.with_arm(arm)
         ledger = Ledger.load(connection, settings, at)
         contact = state.contacts[0] if state.contacts else None
         checks = tuple(
-            Guardrails(settings).check(ledger, state, contact, rule.rule.action, review=False)
+            Guardrails(settings).check(ledger, state, contact, rule.action, review=False)
         )
         verdicts = {c.verdict for c in checks}
         status = (
@@ -180,7 +193,7 @@ def approve(
             .where(decisions.c.id == logged.id)
             .values(
                 status=status,
-                guardrails=orjson.dumps([c.as_dict() for c in checks]).decode(),
+                guardrails=orjson.dumps([*(c.as_dict() for c in checks), *holdout]).decode(),
             )
         )
         append_audit(

@@ -9,6 +9,13 @@ the ``holdout`` check the decisions carry:
   of the group;
 * **held out**: status ``holdout`` with the group's *hold* check.
 
+A policy's experiment (a rule with ``experiment:``, see ``docs/decide.md``) is a
+group ``experiment <id>`` with one arm per arm name, read from the check's
+``arm``: its control arm (status ``holdout``, *hold* check) is what every other
+arm is compared against, each treatment arm's p-values Holm-adjusted across the
+arms. Its sample-ratio check uses the arms' weights in the loaded policies while
+the experiment is there, else the percents the log names.
+
 The global control's other arm is everyone *outside* it in a cycle in which it was
 on (all of them while it is configured): the treated, and also those a campaign
 holdout kept (their check names the campaign, not the global control). Leaving
@@ -54,9 +61,10 @@ import orjson
 from sqlalchemy import Column, select
 
 from tenure._config_decide import parse_duration
-from tenure.decide._holdouts import CAMPAIGN_PREFIX, GLOBAL
+from tenure.decide._holdouts import CAMPAIGN_PREFIX, EXPERIMENT_PREFIX, GLOBAL
 from tenure.decide._outcomes import decision_outcomes
-from tenure.errors import NotFoundError
+from tenure.decide._policy import RuleExperiment, load_policies
+from tenure.errors import ConfigError, NotFoundError, PolicyError
 from tenure.features._attribute import attributed_events
 from tenure.measure._segments import SegmentBreakdown, segment_breakdown
 from tenure.measure._stats import (
@@ -94,6 +102,8 @@ HELD_OUT = "held out"
 #: treat); leaving them out would let the reviewers' choices bias the comparison.
 _TREATED_STATUSES = ("queued", "deferred", "review", "rejected", "expired")
 _GLOBAL = "global control"
+#: The name of a policy experiment's group in the report: ``experiment <id>``.
+_EXPERIMENT = "experiment "
 
 # The holdout check's wording, for decisions logged before checks carried their group.
 _GLOBAL_HOLD = re.compile(r"^global control \((?P<percent>[\d.]+) %\)$")
@@ -134,11 +144,13 @@ class ArmRow:
 
 @dataclass(frozen=True)
 class GroupReport:
-    """One holdout group: its two arms, their metrics and lifts, and the SRM check."""
+    """One holdout group: its arms (treated and held out, or an experiment's), their
+    metrics and lifts against the control arm, and the SRM check."""
 
-    group: str  # "global control" | "campaign save"
+    group: str  # "global control" | "campaign save" | "experiment save-channel"
     campaign: str | None
-    #: The share held out: the configured one, else the one the log names.
+    #: The share held out (an experiment's: its control arm's): the configured one, else
+    #: the one the log names.
     percent: float
     customers: dict[str, int]
     #: conversion, retention and (when there is revenue) revenue; empty below 2 per arm.
@@ -150,16 +162,29 @@ class GroupReport:
     repeats: int  # later decisions of accounts already counted
     pending: int  # accounts whose first decision's window had not elapsed by as_of
     notes: tuple[str, ...] = ()
+    #: The policy experiment's id (None: a holdout group).
+    experiment: str | None = None
+    #: The arms, treatments first (in the policy's order) and the control last.
+    arms: tuple[str, ...] = (TREATED, HELD_OUT)
+    #: The arm every other is compared against.
+    control: str = HELD_OUT
+    #: Each arm's expected share in percent (what the SRM check uses); empty when unknown.
+    percents: dict[str, float] = field(default_factory=dict)
 
     def metric(self, name: str) -> MetricReport | None:
         return next((m for m in self.metrics if m.metric == name), None)
 
-    def lift(self, name: str) -> Lift | None:
+    def lift(self, name: str, arm: str | None = None) -> Lift | None:
+        """Metric *name*'s lift of *arm* (by default the first treatment arm) over the control."""
         found = self.metric(name)
-        return found.lifts[0] if found is not None and found.lifts else None
+        if found is None or not found.lifts:
+            return None
+        if arm is None:
+            return found.lifts[0]
+        return next((lift for lift in found.lifts if lift.treatment == arm), None)
 
     def rows(self) -> list[ArmRow]:
-        """Treated first, then held out."""
+        """The treatment arms first, then the control (held out)."""
 
         def summary(metric: str, arm: str) -> ArmSummary | None:
             found = self.metric(metric)
@@ -173,7 +198,7 @@ class GroupReport:
                 summary("retention", arm),
                 summary("revenue", arm),
             )
-            for arm in (TREATED, HELD_OUT)
+            for arm in self.arms
         ]
 
     def as_dict(self) -> dict[str, Any]:
@@ -194,6 +219,10 @@ class GroupReport:
                 "repeats": self.repeats,
                 "pending": self.pending,
                 "notes": list(self.notes),
+                "experiment": self.experiment,
+                "arms": list(self.arms),
+                "control": self.control,
+                "percents": self.percents,
             }
         )
         return found
@@ -238,6 +267,9 @@ class _Logged:
     #: The customer's stage when decided for, from the logged assignment (None in
     #: logs written before decisions recorded it).
     stage: str | None = None
+    #: A policy experiment's id (its arm is *arm*), and whether the arm was held out.
+    experiment: str | None = None
+    held: bool = False
 
 
 def _placements(row: Mapping[str, Any]) -> list[_Logged]:
@@ -252,18 +284,39 @@ def _placements(row: Mapping[str, Any]) -> list[_Logged]:
     stage = assignment.get("stage") if isinstance(assignment, dict) else None
 
     def logged(
-        arm: str, group: str, campaign: str | None, percent: str | None, implied: bool = False
+        arm: str,
+        group: str,
+        campaign: str | None,
+        percent: str | None,
+        implied: bool = False,
+        experiment: str | None = None,
+        held: bool = False,
     ) -> _Logged:
         return _Logged(
             row["id"], row["account_id"], row["decided_at"], row["cycle_id"], arm, group,
             campaign, float(percent) if percent is not None else None, implied,
-            stage if isinstance(stage, str) else None,
+            stage if isinstance(stage, str) else None, experiment, held,
         )  # fmt: skip
 
     group = check.get("group")
     if isinstance(group, str):  # logged with its group (older logs: parsed from the wording)
         percent = check.get("percent")
         shown = None if percent is None else str(percent)
+        if group.startswith(EXPERIMENT_PREFIX):
+            name = group.removeprefix(EXPERIMENT_PREFIX)
+            arm = check.get("arm")
+            if arm is None and isinstance(assignment, dict):
+                arm = assignment.get("arm")
+            held = verdict == "hold" and status == "holdout"
+            if not isinstance(arm, str) or not (
+                held or (verdict == "pass" and status in _TREATED_STATUSES)
+            ):
+                return []
+            return [
+                logged(arm, f"{_EXPERIMENT}{name}", None, shown, experiment=name, held=held),
+                # outside the global control: its treated arm (see the module doc)
+                logged(TREATED, _GLOBAL, None, None, implied=True),
+            ]
         if group == GLOBAL:
             if verdict == "hold" and status == "holdout":
                 return [logged(HELD_OUT, _GLOBAL, None, shown)]
@@ -382,6 +435,65 @@ def _configured_percent(project: Project, campaign: str | None) -> float | None:
     return float(found) if found else None
 
 
+def _first_ready(
+    placed: list[_Logged], as_of: dt.datetime, window: dt.timedelta
+) -> tuple[dict[str, _Logged], list[_Logged]]:
+    """Each account's first placement, and those of them whose window elapsed by *as_of*."""
+    first: dict[str, _Logged] = {}
+    for p in placed:  # in time order: the first decision per account wins
+        first.setdefault(p.account_id, p)
+    return first, [p for p in first.values() if p.decided_at + window <= as_of]
+
+
+def _metrics(
+    project: Project,
+    ready: list[_Logged],
+    control: str,
+    *,
+    window: dt.timedelta,
+    segments: Mapping[str, str] | None,
+    notes: list[str],
+) -> tuple[tuple[MetricReport, ...], dict[str, SegmentBreakdown] | None]:
+    """Every metric of *ready*'s arms against *control*, and their breakdown by stage."""
+    labels = np.array([p.arm for p in ready], dtype=object)
+    wanted = [(p.decision_id, p.account_id, p.decided_at) for p in ready]
+    outcomes = decision_outcomes(project.warehouse, wanted, window=window)
+    kinds = [{o.kind for o in outcomes[p.decision_id]} for p in ready]
+    values = {
+        "conversion": np.array([float("converted" in k) for k in kinds]),
+        "retention": np.array([float("churned" not in k) for k in kinds]),
+    }
+    revenue = _revenue(project.warehouse, wanted, window)
+    if revenue is None:
+        notes.append("no Invoice Paid events in any window: no revenue per customer")
+    else:
+        values["revenue"] = np.array([revenue[p.decision_id] for p in ready])
+    kind = {"revenue": MetricKind.CONTINUOUS}
+    metrics = tuple(
+        analyze(
+            y, labels, control=control, metric=metric,
+            kind=kind.get(metric, MetricKind.BINARY),
+        )
+        for metric, y in values.items()
+    )  # fmt: skip
+    logged_stages = segments is None and all(p.stage is not None for p in ready)
+    if segments is None and not logged_stages:
+        notes.append(_NO_STAGE)
+        return metrics, None
+    stage = np.array(
+        [p.stage if segments is None else segments.get(p.account_id) for p in ready],
+        dtype=object,
+    )
+    breakdown = {
+        metric: segment_breakdown(
+            y, labels, stage, control=control,
+            kind=kind.get(metric, MetricKind.BINARY), correction=Correction.HOLM,
+        )
+        for metric, y in values.items()
+    }  # fmt: skip
+    return metrics, breakdown
+
+
 def _group(
     project: Project,
     name: str,
@@ -392,10 +504,7 @@ def _group(
     segments: Mapping[str, str] | None,
 ) -> GroupReport:
     campaign = placed[0].campaign
-    first: dict[str, _Logged] = {}
-    for p in placed:  # in time order: the first decision per account wins
-        first.setdefault(p.account_id, p)
-    ready = [p for p in first.values() if p.decided_at + window <= as_of]
+    first, ready = _first_ready(placed, as_of, window)
     notes: list[str] = []
     logged = {p.percent for p in placed if p.percent is not None}
     configured = _configured_percent(project, campaign)
@@ -415,41 +524,9 @@ def _group(
     if min(customers.values()) < 2:
         notes.append("fewer than 2 customers in an arm: no metrics yet")
     else:
-        wanted = [(p.decision_id, p.account_id, p.decided_at) for p in ready]
-        outcomes = decision_outcomes(project.warehouse, wanted, window=window)
-        kinds = [{o.kind for o in outcomes[p.decision_id]} for p in ready]
-        values = {
-            "conversion": np.array([float("converted" in k) for k in kinds]),
-            "retention": np.array([float("churned" not in k) for k in kinds]),
-        }
-        revenue = _revenue(project.warehouse, wanted, window)
-        if revenue is None:
-            notes.append("no Invoice Paid events in any window: no revenue per customer")
-        else:
-            values["revenue"] = np.array([revenue[p.decision_id] for p in ready])
-        kind = {"revenue": MetricKind.CONTINUOUS}
-        metrics = tuple(
-            analyze(
-                y, labels, control=HELD_OUT, metric=metric,
-                kind=kind.get(metric, MetricKind.BINARY),
-            )
-            for metric, y in values.items()
-        )  # fmt: skip
-        logged_stages = segments is None and all(p.stage is not None for p in ready)
-        if segments is None and not logged_stages:
-            notes.append(_NO_STAGE)
-        else:
-            stage = np.array(
-                [p.stage if segments is None else segments.get(p.account_id) for p in ready],
-                dtype=object,
-            )
-            breakdown = {
-                metric: segment_breakdown(
-                    y, labels, stage, control=HELD_OUT,
-                    kind=kind.get(metric, MetricKind.BINARY), correction=Correction.HOLM,
-                )
-                for metric, y in values.items()
-            }  # fmt: skip
+        metrics, breakdown = _metrics(
+            project, ready, HELD_OUT, window=window, segments=segments, notes=notes
+        )
     return GroupReport(
         group=name,
         campaign=campaign,
@@ -462,7 +539,114 @@ def _group(
         repeats=len(placed) - len(first),
         pending=len(first) - len(ready),
         notes=tuple(notes),
+        percents={TREATED: 100 - percent, HELD_OUT: percent} if percent else {},
     )
+
+
+def _experiment_design(
+    placed: list[_Logged], configured: RuleExperiment | None, notes: list[str]
+) -> tuple[tuple[str, ...], str | None, dict[str, float]]:
+    """An experiment group's arms (treatments, then the control), its control arm and each
+    arm's percent: the policy's while it has the experiment and every logged arm, else
+    what the log names (each arm's latest logged percent)."""
+    logged: dict[str, float] = {}
+    seen: dict[str, set[float]] = {}
+    for p in placed:  # in time order: the latest wins
+        if p.percent is not None:
+            logged[p.arm] = p.percent
+            seen.setdefault(p.arm, set()).add(p.percent)
+    observed = {p.arm for p in placed}
+    if configured is not None and observed <= set(configured.arms):
+        percents = configured.percents
+        changed = sorted(a for a in logged if not math.isclose(logged[a], percents[a]))
+        if changed or any(len(v) > 1 for v in seen.values()):
+            said = ", ".join(f"{a} {sorted(v)}" for a, v in sorted(seen.items()))
+            notes.append(
+                f"the log names the arms' percents {said}, the policy "
+                + ", ".join(f"{a} {v:.3g}" for a, v in percents.items())
+                + "; the SRM check uses the policy"
+            )
+        return (*configured.treatments, configured.control), configured.control, percents
+    if configured is None:
+        notes.append(
+            "the experiment is not in the loaded policies: the SRM check uses the percents "
+            "the log names"
+        )
+    else:
+        gone = ", ".join(sorted(observed - set(configured.arms)))
+        notes.append(
+            f"the log has arms the policy's experiment no longer has ({gone}): the SRM check "
+            "uses the percents the log names"
+        )
+    held = sorted({p.arm for p in placed if p.held})
+    control = held[0] if held else None
+    arms = (*sorted(observed - {control}), *([control] if control is not None else []))
+    return arms, control, {a: logged[a] for a in arms if a in logged}
+
+
+def _experiment_group(
+    project: Project,
+    name: str,
+    placed: list[_Logged],
+    configured: RuleExperiment | None,
+    *,
+    as_of: dt.datetime,
+    window: dt.timedelta,
+    segments: Mapping[str, str] | None,
+) -> GroupReport:
+    """A policy experiment's arms against its control arm (see the module doc)."""
+    experiment = placed[0].experiment
+    first, ready = _first_ready(placed, as_of, window)
+    notes: list[str] = []
+    arms, control, percents = _experiment_design(placed, configured, notes)
+    customers = {arm: sum(1 for p in ready if p.arm == arm) for arm in arms}
+    srm = None
+    if ready and len(percents) == len(arms) >= 2:
+        srm = srm_check(customers, percents)
+    elif ready:
+        notes.append("the log does not name every arm's percent: no SRM check")
+    metrics: tuple[MetricReport, ...] = ()
+    breakdown: dict[str, SegmentBreakdown] | None = None
+    few = [arm for arm in arms if customers[arm] < 2]
+    if control is None or control in few or len(few) >= len(arms) - 1:
+        notes.append("fewer than 2 customers in the control arm or every other: no metrics yet")
+    else:
+        if few:
+            notes.append(f"fewer than 2 customers in {', '.join(few)}: left out of the lifts")
+        metrics, breakdown = _metrics(
+            project, [p for p in ready if p.arm not in few], control,
+            window=window, segments=segments, notes=notes,
+        )  # fmt: skip
+    return GroupReport(
+        group=name,
+        campaign=None,
+        percent=percents.get(control, 0.0) if control is not None else 0.0,
+        customers=customers,
+        metrics=metrics,
+        srm=srm,
+        segments=breakdown,
+        decisions=len(placed),
+        repeats=len(placed) - len(first),
+        pending=len(first) - len(ready),
+        notes=tuple(notes),
+        experiment=experiment,
+        arms=arms,
+        control=control or "",
+        percents=percents,
+    )
+
+
+def _policy_experiments(project: Project, notes: list[str]) -> dict[str, RuleExperiment]:
+    """The loaded policies' experiments; none (and a note) when the policies do not load."""
+    directory = Path(project.config.decide.policies_dir)
+    if not directory.is_absolute():
+        directory = project.root / directory
+    try:
+        return load_policies(directory).experiments
+    except (PolicyError, ConfigError) as error:
+        first = str(error).splitlines()[0]
+        notes.append(f"the policies do not load ({first}): experiments use the logged percents")
+        return {}
 
 
 def experiment_report(
@@ -472,7 +656,8 @@ def experiment_report(
     window: dt.timedelta | None = None,
     segments: Mapping[str, str] | None = None,
 ) -> ExperimentReport:
-    """Treated against held out, for every holdout group in the decision log (module doc).
+    """Treated against held out, for every holdout group in the decision log, and every
+    policy experiment's arms against its control (module doc).
 
     *window* defaults to ``decide.attribution_window``. *segments* maps an account
     to a segment (its stage, say) for a per-segment breakdown with Holm-adjusted
@@ -485,12 +670,23 @@ def experiment_report(
     for p in placed:
         by_group.setdefault(p.group, []).append(p)
     order = sorted(by_group, key=lambda g: (g != _GLOBAL, g))
-    groups = tuple(
-        _group(project, g, by_group[g], as_of=as_of, window=window, segments=segments)
-        for g in order
+    notes: list[str] = []
+    experiments = (
+        _policy_experiments(project, notes) if any(g.startswith(_EXPERIMENT) for g in order) else {}
     )
-    notes = () if groups else ("no decision in the log carries a holdout check",)
-    return ExperimentReport(as_of, window, groups, notes)
+    groups = []
+    for g in order:
+        if not g.startswith(_EXPERIMENT):
+            found = _group(project, g, by_group[g], as_of=as_of, window=window, segments=segments)
+        else:
+            configured = experiments.get(g.removeprefix(_EXPERIMENT))
+            found = _experiment_group(
+                project, g, by_group[g], configured, as_of=as_of, window=window, segments=segments
+            )
+        groups.append(found)
+    if not groups:
+        notes.append("no decision in the log carries a holdout check")
+    return ExperimentReport(as_of, window, tuple(groups), tuple(notes))
 
 
 #: Where the latest report is kept for the API, under the lake (shared by every process).

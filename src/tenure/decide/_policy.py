@@ -91,6 +91,15 @@ CONTEXT_VARIABLES = ("scores", "health", "features", "stage", "traits", "account
 _MAP_VARIABLES = frozenset(CONTEXT_VARIABLES) - {"stage"}
 _M = TypeVar("_M", bound=BaseModel)
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
+
+
+def _lower_name(value: str) -> str:
+    """A policy, rule or experiment name: lower-case letters, digits, _ and -."""
+    if not _NAME.match(value):
+        raise ValueError(f"lower-case letters, digits, _ and - (got {value!r})")
+    return value
+
+
 #: CEL macros and methods: ``features.exists(…)`` is not a field called "exists".
 _NOT_FIELDS = frozenset({"all", "exists", "exists_one", "map", "filter", "size"})
 _BOUND = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")
@@ -143,12 +152,7 @@ class RuleExperiment(BaseModel):
     arms: dict[str, ExperimentArm]
     control: str = "control"
 
-    @field_validator("id")
-    @classmethod
-    def _id(cls, value: str) -> str:
-        if not _NAME.match(value):
-            raise ValueError(f"lower-case letters, digits, _ and - (got {value!r})")
-        return value
+    _id = field_validator("id")(_lower_name)
 
     @property
     def group(self) -> str:
@@ -192,12 +196,7 @@ class Rule(BaseModel):
     cooldown: Duration | None = None
     description: str = ""
 
-    @field_validator("id")
-    @classmethod
-    def _id(cls, value: str) -> str:
-        if not _NAME.match(value):
-            raise ValueError(f"lower-case letters, digits, _ and - (got {value!r})")
-        return value
+    _id = field_validator("id")(_lower_name)
 
 
 class Policy(BaseModel):
@@ -207,12 +206,7 @@ class Policy(BaseModel):
     description: str = ""
     rules: list[Rule] = Field(min_length=1)
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not _NAME.match(value):
-            raise ValueError(f"lower-case letters, digits, _ and - (got {value!r})")
-        return value
+    _name = field_validator("name")(_lower_name)
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,6 +59,14 @@ def _lift(lift: object, *, percent: bool, holm: bool = False) -> str:
 def experiments(
     as_of: AsOfOption = None,
     project_dir: ProjectOption = None,
+    cuped: Annotated[
+        bool,
+        typer.Option(
+            "--cuped/--no-cuped",
+            help="Adjust the lifts by the churn probability and MRR logged before each "
+            "decision (CUPED).",
+        ),
+    ] = True,
     json_out: JsonOption = False,
 ) -> None:
     """Treated against held out per holdout group, and every experiment arm against its
@@ -66,7 +74,8 @@ def experiments(
     from tenure.measure._report import experiment_report, save_report
 
     with errors(), project_at(project_dir) as opened:
-        report = experiment_report(opened, as_of=parse_as_of(as_of, opened.clock()))
+        at = parse_as_of(as_of, opened.clock())
+        report = experiment_report(opened, as_of=at, cuped=cuped)
         save_report(opened, report, computed_at=opened.clock())  # what the API serves
     if json_out:
         print_json(report.as_dict())
@@ -98,7 +107,7 @@ def experiments(
             title=title,
             caption=(
                 f"SRM {flag}; {group.pending:,} pending (window not over), "
-                f"{group.repeats:,} repeat decisions left out"
+                f"{group.repeats:,} repeat decisions left out" + _cuped_caption(group)
             ),
         )
         for row in group.rows():
@@ -130,6 +139,13 @@ def experiments(
             out.print(f"  [dim]{note}[/]", highlight=False)
     for note in report.notes:
         out.print(note, highlight=False)
+
+
+def _cuped_caption(group: object) -> str:
+    """How much CUPED narrowed the lifts, per metric it adjusted."""
+    metrics = getattr(group, "metrics", ())
+    parts = [f"{m.metric} {m.cuped.variance_reduction:.0%}" for m in metrics if m.cuped is not None]
+    return f"; CUPED variance cut: {', '.join(parts)}" if parts else ""
 
 
 def _stage_table(segments: Mapping[str, object], *, arms: bool = False) -> Table:

@@ -22,6 +22,7 @@ from tenure.cli import app
 from tenure.decide import decide
 from tenure.identity import stitch
 from tenure.measure._report import HELD_OUT, TREATED, experiment_report
+from tenure.measure.experiments import analyze
 from tenure.project import Project
 from tenure.store._tables import decisions
 from tests._lake import load_events
@@ -201,7 +202,7 @@ def test_arm_sizes_match_the_decision_log_and_late_decisions_are_pending(
 def test_lifts_match_statsmodels_and_scipy_on_the_planted_outcomes(
     world: Project, name: str, key: str
 ) -> None:
-    report = experiment_report(world, as_of=AS_OF)
+    report = experiment_report(world, as_of=AS_OF, cuped=False)  # the raw comparisons
     group = report.group(name)
     arms = _arms(world, key)
     treated, held = arms[TREATED], arms[HELD_OUT]
@@ -244,6 +245,35 @@ def test_lifts_match_statsmodels_and_scipy_on_the_planted_outcomes(
     assert revenue.absolute == pytest.approx(paid_t.mean() - paid_c.mean(), rel=1e-12)
     welch = stats.ttest_ind(paid_t, paid_c, equal_var=False)
     assert revenue.p_value == pytest.approx(welch.pvalue, rel=1e-6)
+
+
+# before the split is tampered with below
+def test_cuped_adjusts_the_lifts_by_the_risk_each_decision_logged(world: Project) -> None:
+    """The lifts are CUPED-adjusted by the pre-decision churn probability (retention,
+    conversion) and MRR (revenue); the arm summaries stay raw."""
+    raw = experiment_report(world, as_of=AS_OF, cuped=False).group("global control")
+    adjusted = experiment_report(world, as_of=AS_OF).group("global control")
+    arms = _arms(world, "global")
+    logged = {r["account_id"]: orjson.loads(r["scores"]) for r in _log(world)}
+    accounts = [*arms[TREATED], *arms[HELD_OUT]]
+    labels = [TREATED] * len(arms[TREATED]) + [HELD_OUT] * len(arms[HELD_OUT])
+    acted = {r["account_id"]: r["status"] != "holdout" for r in _log(world)}
+    kept = np.array([not _churns(a, acted[a]) for a in accounts], dtype=float)
+    risk = np.array([logged[a]["churn_probability"] for a in accounts])
+    expected = analyze(kept, labels, control=HELD_OUT, metric="retention", covariate=risk)
+    got = adjusted.metric("retention")
+    assert got is not None
+    assert got.cuped is not None
+    assert got.cuped.theta == pytest.approx(expected.cuped.theta, rel=1e-12)  # type: ignore[union-attr]
+    assert got.lifts[0].absolute == pytest.approx(expected.lifts[0].absolute, rel=1e-12)
+    assert got.lifts[0].p_value == pytest.approx(expected.lifts[0].p_value, rel=1e-9)
+    # the arm summaries are the raw ones
+    assert got.arms == raw.metric("retention").arms  # type: ignore[union-attr]
+    assert raw.metric("retention").cuped is None  # type: ignore[union-attr]
+    # the save campaign's customers all logged the same risk: nothing to adjust by
+    save = experiment_report(world, as_of=AS_OF).group("campaign save")
+    assert save.metric("retention").cuped is None  # type: ignore[union-attr]
+    assert any("no CUPED" in note for note in save.notes)
 
 
 def test_a_stage_breakdown_when_stages_are_passed_in(world: Project) -> None:

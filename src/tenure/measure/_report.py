@@ -270,6 +270,17 @@ class _Logged:
     #: A policy experiment's id (its arm is *arm*), and whether the arm was held out.
     experiment: str | None = None
     held: bool = False
+    #: What the decision logged about the customer before it (CUPED's covariates):
+    #: the churn probability and the MRR then.
+    risk: float | None = None
+    mrr: float | None = None
+
+
+def _number(scores: Any, name: str) -> float | None:
+    value = scores.get(name) if isinstance(scores, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
 
 
 def _placements(row: Mapping[str, Any]) -> list[_Logged]:
@@ -282,6 +293,8 @@ def _placements(row: Mapping[str, Any]) -> list[_Logged]:
 
     assignment = orjson.loads(row["experiment"]) if row.get("experiment") else {}
     stage = assignment.get("stage") if isinstance(assignment, dict) else None
+    scores = orjson.loads(row["scores"]) if row.get("scores") else {}
+    risk, mrr = (_number(scores, "churn_probability"), _number(scores, "mrr"))
 
     def logged(
         arm: str,
@@ -295,7 +308,7 @@ def _placements(row: Mapping[str, Any]) -> list[_Logged]:
         return _Logged(
             row["id"], row["account_id"], row["decided_at"], row["cycle_id"], arm, group,
             campaign, float(percent) if percent is not None else None, implied,
-            stage if isinstance(stage, str) else None, experiment, held,
+            stage if isinstance(stage, str) else None, experiment, held, risk, mrr,
         )  # fmt: skip
 
     group = check.get("group")
@@ -372,6 +385,7 @@ def holdout_rows(
             decisions.c.status,
             decisions.c.guardrails,
             decisions.c.experiment,
+            decisions.c.scores,
             *columns,
         )
         .where(decisions.c.status.in_([*_TREATED_STATUSES, "holdout"]))
@@ -445,6 +459,25 @@ def _first_ready(
     return first, [p for p in first.values() if p.decided_at + window <= as_of]
 
 
+def _covariates(ready: list[_Logged], notes: list[str]) -> dict[str, np.ndarray]:
+    """CUPED's pre-decision covariates: the churn probability the decision logged for
+    retention and conversion, the MRR it logged for revenue — each only when every
+    customer has it (the lifts are then adjusted; the arm summaries stay raw)."""
+    found = {}
+    for metrics, values in (
+        (("retention", "conversion"), [p.risk for p in ready]),
+        (("revenue",), [p.mrr for p in ready]),
+    ):
+        if ready and all(v is not None for v in values) and len(set(values)) > 1:
+            for metric in metrics:
+                found[metric] = np.array(values, np.float64)
+    if not found and ready:
+        notes.append(
+            "no CUPED: the decisions logged no varying churn probability or MRR to adjust by"
+        )
+    return found
+
+
 def _metrics(
     project: Project,
     ready: list[_Logged],
@@ -453,6 +486,7 @@ def _metrics(
     window: dt.timedelta,
     segments: Mapping[str, str] | None,
     notes: list[str],
+    cuped: bool = True,
 ) -> tuple[tuple[MetricReport, ...], dict[str, SegmentBreakdown] | None]:
     """Every metric of *ready*'s arms against *control*, and their breakdown by stage."""
     labels = np.array([p.arm for p in ready], dtype=object)
@@ -469,10 +503,11 @@ def _metrics(
     else:
         values["revenue"] = np.array([revenue[p.decision_id] for p in ready])
     kind = {"revenue": MetricKind.CONTINUOUS}
+    covariates = _covariates(ready, notes) if cuped else {}
     metrics = tuple(
         analyze(
             y, labels, control=control, metric=metric,
-            kind=kind.get(metric, MetricKind.BINARY),
+            kind=kind.get(metric, MetricKind.BINARY), covariate=covariates.get(metric),
         )
         for metric, y in values.items()
     )  # fmt: skip
@@ -502,6 +537,7 @@ def _group(
     as_of: dt.datetime,
     window: dt.timedelta,
     segments: Mapping[str, str] | None,
+    cuped: bool = True,
 ) -> GroupReport:
     campaign = placed[0].campaign
     first, ready = _first_ready(placed, as_of, window)
@@ -525,7 +561,7 @@ def _group(
         notes.append("fewer than 2 customers in an arm: no metrics yet")
     else:
         metrics, breakdown = _metrics(
-            project, ready, HELD_OUT, window=window, segments=segments, notes=notes
+            project, ready, HELD_OUT, window=window, segments=segments, notes=notes, cuped=cuped
         )
     return GroupReport(
         group=name,
@@ -593,6 +629,7 @@ def _experiment_group(
     as_of: dt.datetime,
     window: dt.timedelta,
     segments: Mapping[str, str] | None,
+    cuped: bool = True,
 ) -> GroupReport:
     """A policy experiment's arms against its control arm (see the module doc)."""
     experiment = placed[0].experiment
@@ -615,7 +652,7 @@ def _experiment_group(
             notes.append(f"fewer than 2 customers in {', '.join(few)}: left out of the lifts")
         metrics, breakdown = _metrics(
             project, [p for p in ready if p.arm not in few], control,
-            window=window, segments=segments, notes=notes,
+            window=window, segments=segments, notes=notes, cuped=cuped,
         )  # fmt: skip
     return GroupReport(
         group=name,
@@ -655,6 +692,7 @@ def experiment_report(
     as_of: dt.datetime,
     window: dt.timedelta | None = None,
     segments: Mapping[str, str] | None = None,
+    cuped: bool = True,
 ) -> ExperimentReport:
     """Treated against held out, for every holdout group in the decision log, and every
     policy experiment's arms against its control (module doc).
@@ -662,6 +700,9 @@ def experiment_report(
     *window* defaults to ``decide.attribution_window``. *segments* maps an account
     to a segment (its stage, say) for a per-segment breakdown with Holm-adjusted
     p-values; by default the stage each decision logged with its assignment.
+    With *cuped* the lifts are adjusted by the churn probability (retention,
+    conversion) and MRR (revenue) each decision logged before it acted (CUPED);
+    the arm summaries stay raw.
     """
     if window is None:
         window = parse_duration(project.config.decide.attribution_window)
@@ -677,12 +718,16 @@ def experiment_report(
     groups = []
     for g in order:
         if not g.startswith(_EXPERIMENT):
-            found = _group(project, g, by_group[g], as_of=as_of, window=window, segments=segments)
+            found = _group(
+                project, g, by_group[g], as_of=as_of, window=window, segments=segments,
+                cuped=cuped,
+            )  # fmt: skip
         else:
             configured = experiments.get(g.removeprefix(_EXPERIMENT))
             found = _experiment_group(
-                project, g, by_group[g], configured, as_of=as_of, window=window, segments=segments
-            )
+                project, g, by_group[g], configured, as_of=as_of, window=window,
+                segments=segments, cuped=cuped,
+            )  # fmt: skip
         groups.append(found)
     if not groups:
         notes.append("no decision in the log carries a holdout check")

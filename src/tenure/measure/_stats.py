@@ -313,7 +313,7 @@ def cuped(
     var_y = float(y.var(ddof=1))
     rho = cov / math.sqrt(var_x * var_y) if var_y > 0 else 0.0
     reduction = 1 - within / raw if raw > 0 else 0.0
-    return adjusted, CupedResult(theta, float(x.mean()), rho, reduction)
+    return adjusted, CupedResult(float(theta), float(x.mean()), float(rho), float(reduction))
 
 
 @dataclass(frozen=True)

@@ -459,6 +459,17 @@ def _first_ready(
     return first, [p for p in first.values() if p.decided_at + window <= as_of]
 
 
+@dataclass(frozen=True, slots=True)
+class _Reading:
+    """How every group of one report is read: outcomes up to *as_of* within *window*
+    after each decision, broken down by *segments* (None: the logged stage), CUPED or not."""
+
+    as_of: dt.datetime
+    window: dt.timedelta
+    segments: Mapping[str, str] | None
+    cuped: bool
+
+
 def _covariates(ready: list[_Logged], notes: list[str]) -> dict[str, np.ndarray]:
     """CUPED's pre-decision covariates: the churn probability the decision logged for
     retention and conversion, the MRR it logged for revenue — each only when every
@@ -482,15 +493,13 @@ def _metrics(
     project: Project,
     ready: list[_Logged],
     control: str,
-    *,
-    window: dt.timedelta,
-    segments: Mapping[str, str] | None,
+    reading: _Reading,
     notes: list[str],
-    cuped: bool = True,
 ) -> tuple[tuple[MetricReport, ...], dict[str, SegmentBreakdown] | None]:
     """Every metric of *ready*'s arms against *control*, and their breakdown by stage."""
     labels = np.array([p.arm for p in ready], dtype=object)
     wanted = [(p.decision_id, p.account_id, p.decided_at) for p in ready]
+    window, segments = reading.window, reading.segments
     outcomes = decision_outcomes(project.warehouse, wanted, window=window)
     kinds = [{o.kind for o in outcomes[p.decision_id]} for p in ready]
     values = {
@@ -503,7 +512,7 @@ def _metrics(
     else:
         values["revenue"] = np.array([revenue[p.decision_id] for p in ready])
     kind = {"revenue": MetricKind.CONTINUOUS}
-    covariates = _covariates(ready, notes) if cuped else {}
+    covariates = _covariates(ready, notes) if reading.cuped else {}
     metrics = tuple(
         analyze(
             y, labels, control=control, metric=metric,
@@ -533,14 +542,10 @@ def _group(
     project: Project,
     name: str,
     placed: list[_Logged],
-    *,
-    as_of: dt.datetime,
-    window: dt.timedelta,
-    segments: Mapping[str, str] | None,
-    cuped: bool = True,
+    reading: _Reading,
 ) -> GroupReport:
     campaign = placed[0].campaign
-    first, ready = _first_ready(placed, as_of, window)
+    first, ready = _first_ready(placed, reading.as_of, reading.window)
     notes: list[str] = []
     logged = {p.percent for p in placed if p.percent is not None}
     configured = _configured_percent(project, campaign)
@@ -560,9 +565,7 @@ def _group(
     if min(customers.values()) < 2:
         notes.append("fewer than 2 customers in an arm: no metrics yet")
     else:
-        metrics, breakdown = _metrics(
-            project, ready, HELD_OUT, window=window, segments=segments, notes=notes, cuped=cuped
-        )
+        metrics, breakdown = _metrics(project, ready, HELD_OUT, reading, notes)
     return GroupReport(
         group=name,
         campaign=campaign,
@@ -625,15 +628,11 @@ def _experiment_group(
     name: str,
     placed: list[_Logged],
     configured: RuleExperiment | None,
-    *,
-    as_of: dt.datetime,
-    window: dt.timedelta,
-    segments: Mapping[str, str] | None,
-    cuped: bool = True,
+    reading: _Reading,
 ) -> GroupReport:
     """A policy experiment's arms against its control arm (see the module doc)."""
     experiment = placed[0].experiment
-    first, ready = _first_ready(placed, as_of, window)
+    first, ready = _first_ready(placed, reading.as_of, reading.window)
     notes: list[str] = []
     arms, control, percents = _experiment_design(placed, configured, notes)
     customers = {arm: sum(1 for p in ready if p.arm == arm) for arm in arms}
@@ -652,7 +651,7 @@ def _experiment_group(
             notes.append(f"fewer than 2 customers in {', '.join(few)}: left out of the lifts")
         metrics, breakdown = _metrics(
             project, [p for p in ready if p.arm not in few], control,
-            window=window, segments=segments, notes=notes, cuped=cuped,
+            reading, notes,
         )  # fmt: skip
     return GroupReport(
         group=name,
@@ -706,6 +705,7 @@ def experiment_report(
     """
     if window is None:
         window = parse_duration(project.config.decide.attribution_window)
+    reading = _Reading(as_of, window, segments, cuped)
     placed = _read_log(project, as_of)
     by_group: dict[str, list[_Logged]] = {}
     for p in placed:
@@ -718,16 +718,10 @@ def experiment_report(
     groups = []
     for g in order:
         if not g.startswith(_EXPERIMENT):
-            found = _group(
-                project, g, by_group[g], as_of=as_of, window=window, segments=segments,
-                cuped=cuped,
-            )  # fmt: skip
+            found = _group(project, g, by_group[g], reading)
         else:
             configured = experiments.get(g.removeprefix(_EXPERIMENT))
-            found = _experiment_group(
-                project, g, by_group[g], configured, as_of=as_of, window=window,
-                segments=segments, cuped=cuped,
-            )  # fmt: skip
+            found = _experiment_group(project, g, by_group[g], configured, reading)
         groups.append(found)
     if not groups:
         notes.append("no decision in the log carries a holdout check")

@@ -267,7 +267,7 @@ class LoopReport:
             for row in self.periods:
                 writer.writerow(dataclasses.asdict(row))
         summary = directory / "loop.json"
-        summary.write_bytes(orjson.dumps(_finite(self.as_dict()), option=orjson.OPT_INDENT_2))
+        summary.write_bytes(orjson.dumps(self.as_dict(), option=orjson.OPT_INDENT_2))
         return series, summary
 
     def summary(self) -> dict[str, dict[str, tuple[float, float, float]]]:
@@ -279,17 +279,6 @@ class LoopReport:
                 metric: _interval([float(getattr(o, metric)) for o in rows]) for metric in _METRICS
             }
         return found
-
-
-def _finite(value: Any) -> Any:
-    """NaN (an interval from one seed) as null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
 
 
 def _interval(values: Sequence[float]) -> tuple[float, float, float]:
@@ -345,7 +334,7 @@ def _month_start(config: SimulationConfig, month: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(start, dt.UTC)
 
 
-def _policy_text(policy: LoopPolicy | None) -> str:
+def _policy_text(policy: LoopPolicy | None, cost: float) -> str:
     rule: dict[str, Any] = {
         "id": "call",
         "when": "has(scores.churn_probability)",
@@ -353,7 +342,7 @@ def _policy_text(policy: LoopPolicy | None) -> str:
             "channel": "csm_task",
             "template": _TEMPLATE,
             "campaign": _CAMPAIGN_EXPLORE if policy is None else _CAMPAIGN_TARGET,
-            "cost": 0.0,
+            "cost": cost,
             "type": _TREATMENT,
         },
     }
@@ -367,7 +356,7 @@ def _write_decide_files(root: Path, policy: LoopPolicy | None, cost: float) -> s
     folder = f"loop/{'explore' if policy is None else policy.value}"
     (root / folder / "policies").mkdir(parents=True, exist_ok=True)
     (root / folder / "templates").mkdir(parents=True, exist_ok=True)
-    text = _policy_text(policy).replace("cost: 0.0", f"cost: {cost}")
+    text = _policy_text(policy, cost)
     (root / folder / "policies" / "loop.yaml").write_text(text, encoding="utf-8")
     (root / folder / "templates" / f"{_TEMPLATE}.yaml").write_text(_TEMPLATE_TEXT, encoding="utf-8")
     return folder

@@ -55,6 +55,26 @@ def _lift(lift: object, *, percent: bool, holm: bool = False) -> str:
     return f"{text}, p={lift.p_value:.3g}"
 
 
+def _always_valid(monitoring: object, *, percent: bool) -> str:
+    """An always-valid test's p-value and interval at the last look, and since when it
+    has been significant."""
+    from tenure.measure._report import Monitoring
+
+    if not isinstance(monitoring, Monitoring):
+        return "—"
+    low, high = monitoring.ci_low, monitoring.ci_high
+    if percent:
+        text = f"[{low * 100:+.1f}, {high * 100:+.1f}] pp"
+    else:
+        text = f"[{low:+,.2f}, {high:+,.2f}]"
+    text = text.replace("inf", "∞")
+    text += f", p={monitoring.p_value:.3g}"
+    if monitoring.p_adjusted is not None:
+        text += f", Holm {monitoring.p_adjusted:.3g}"
+    since = monitoring.significant_since
+    return text + (f", since {since:%Y-%m-%d}" if since is not None else "")
+
+
 @report_app.command("experiments")
 def experiments(
     as_of: AsOfOption = None,
@@ -85,6 +105,11 @@ def experiments(
         f"[bold]holdouts[/] as of {report.as_of:%Y-%m-%d %H:%M} UTC, "
         f"outcomes within {days:g} days of each customer's first decision"
     )
+    if any(group.sequential for group in report.groups):
+        out.print(
+            "[dim]a lift's p-value holds if this report is read once; the always-valid "
+            "one however often it is read (its interval is wider for that)[/]"
+        )
     for group in report.groups:
         srm = group.srm
         flag = (
@@ -99,7 +124,7 @@ def experiments(
             shares = ", ".join(f"{a} {group.percents[a]:.3g} %" for a in group.percents)
             title = f"{group.group}: {shares or 'arms'}; lifts against {group.control}"
         table = Table(
-            "arm",
+            Column("arm", no_wrap=True),
             "customers",
             "conversion [95 % CI]",
             "retention [95 % CI]",
@@ -132,6 +157,14 @@ def experiments(
                 _lift(group.lift("revenue", arm), percent=False, holm=holm),
                 style="bold",
             )
+            if group.sequential:
+                table.add_row(
+                    "  always-valid" + (f" {arm}" if arm is not None else ""),
+                    "",
+                    _always_valid(group.monitoring("conversion", arm), percent=True),
+                    _always_valid(group.monitoring("retention", arm), percent=True),
+                    _always_valid(group.monitoring("revenue", arm), percent=False),
+                )
         out.print(table)
         if group.segments:
             out.print(_stage_table(group.segments, arms=group.experiment is not None))

@@ -353,6 +353,25 @@ class HealthSettings(_Section):
         return value
 
 
+class SequentialSettings(_Section):
+    """The always-valid test ``tenure report experiments`` shows beside the fixed-horizon one.
+
+    ``mixture_sd`` per metric is the mSPRT's τ, in the metric's units: the size of
+    effect the test detects soonest. It never affects validity, only how quickly a
+    real effect shows (``docs/measure.md``). A metric without one (null) gets no
+    always-valid test: revenue has no scale tenure could assume.
+    """
+
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+    conversion: float | None = Field(default=0.05, gt=0)
+    retention: float | None = Field(default=0.05, gt=0)
+    revenue: float | None = Field(default=None, gt=0)
+
+
+class MeasureSettings(_Section):
+    sequential: SequentialSettings = SequentialSettings()
+
+
 class ProjectConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -367,6 +386,7 @@ class ProjectConfig(BaseModel):
     lifecycle: LifecycleSettings = LifecycleSettings()
     health: HealthSettings = HealthSettings()
     decide: DecideSettings = DecideSettings()
+    measure: MeasureSettings = MeasureSettings()
     delivery: DeliverySettings = DeliverySettings()
     serve: ServeSettings = ServeSettings()
 
@@ -647,6 +667,14 @@ decide:
     global_control_percent: 0     # e.g. 5: held out of every campaign
     campaigns: {}                 # e.g. {save: 10}: 10 % of the save campaign's targets
     salt: tenure
+
+# `tenure report experiments`: besides the fixed-horizon p-value, which holds only if
+# the report is read once, an always-valid one (mSPRT) that holds however often it is
+# read. Per metric, the effect (in its units) the test should detect soonest; null:
+# no always-valid test for that metric. Set revenue to the revenue per customer a
+# campaign must add to pay for itself.
+measure:
+  sequential: {alpha: 0.05, conversion: 0.05, retention: 0.05, revenue: null}
 
 delivery:
   smtp:

@@ -138,12 +138,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     project.close()
 
 
-def _arms(project: Project, group: str) -> dict[str, list[str]]:
+def _arms(project: Project, group: str, as_of: dt.datetime = AS_OF) -> dict[str, list[str]]:
     """The log's accounts per arm, read straight from the holdout checks."""
     arms: dict[str, list[str]] = {TREATED: [], HELD_OUT: []}
     for row in _log(project):
         check = _holdout_check(row)
-        if check is None or row["decided_at"] + _WINDOW > AS_OF:
+        if check is None or row["decided_at"] + _WINDOW > as_of:
             continue
         detail = check["detail"]
         if row["status"] == "holdout":
@@ -276,6 +276,66 @@ def test_cuped_adjusts_the_lifts_by_the_risk_each_decision_logged(world: Project
     assert any("no CUPED" in note for note in save.notes)
 
 
+def test_every_lift_has_an_always_valid_test_looked_at_each_day_a_window_ended(
+    world: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read 55 days on, both cycles' windows have ended: two looks (NOON + 30 d with
+    the first 300 customers, + 50 d with all), the p-value the running minimum of the
+    mSPRT's 1/Λ at each, the interval wider than the fixed-horizon one."""
+    as_of = NOON + dt.timedelta(days=55)
+    group = experiment_report(world, as_of=as_of, cuped=False).group("global control")
+    arms = _arms(world, "global", as_of)
+    acted = {r["account_id"]: r["status"] != "holdout" for r in _log(world)}
+    decided = {r["account_id"]: r["decided_at"] for r in _log(world)}
+    found = group.monitoring("conversion")
+    assert found is not None
+    assert found.result.mixture_sd == 0.05  # the default τ for a rate
+    first, second = NOON + _WINDOW, NOON + dt.timedelta(days=20) + _WINDOW
+    assert [k.look for k in found.result.looks] == [first.date(), second.date()]
+    tau2, running = 0.05**2, 1.0
+    for look, until in zip(found.result.looks, (first, second), strict=True):
+        t = [_converts(a, acted[a]) for a in arms[TREATED] if decided[a] + _WINDOW <= until]
+        c = [_converts(a, False) for a in arms[HELD_OUT] if decided[a] + _WINDOW <= until]
+        assert (look.n_treatment, look.n_control) == (len(t), len(c))
+        p_t, p_c = np.mean(t), np.mean(c)
+        v = p_t * (1 - p_t) / len(t) + p_c * (1 - p_c) / len(c)
+        d = p_t - p_c
+        likelihood_ratio = np.sqrt(v / (v + tau2)) * np.exp(tau2 * d**2 / (2 * v * (v + tau2)))
+        running = min(running, 1.0, 1 / likelihood_ratio)
+        assert look.estimate == pytest.approx(d, rel=1e-12)
+        assert look.p_value == pytest.approx(running, rel=1e-9)
+    last = found.result.looks[-1]
+    assert last.n_treatment + last.n_control == sum(group.customers.values())
+    lift = group.lift("conversion")
+    assert lift is not None
+    # read every day it asks for more evidence than read once
+    assert found.ci_low < lift.absolute_ci_low < lift.absolute_ci_high < found.ci_high
+    assert found.p_value > lift.p_value
+    assert found.p_value < 0.05  # 45 % against 20 %: clear even so
+    assert found.significant_since == first.date()
+    assert found.p_adjusted is None  # one treatment arm
+    # retention is watched with the default τ; revenue has no scale tenure could assume
+    assert group.monitoring("retention") is not None
+    assert group.monitoring("revenue") is None
+    assert any("measure.sequential.revenue" in note for note in group.notes)
+    # once the revenue worth detecting is configured, revenue is watched too
+    sequential = world.config.measure.sequential.model_copy(update={"revenue": 10.0})
+    measure = world.config.measure.model_copy(update={"sequential": sequential})
+    monkeypatch.setattr(world, "config", world.config.model_copy(update={"measure": measure}))
+    watched = experiment_report(world, as_of=as_of).group("global control")
+    revenue = watched.monitoring("revenue")
+    assert revenue is not None
+    assert revenue.result.kind == "continuous"
+    assert revenue.result.mixture_sd == 10.0
+    as_json = watched.as_dict()
+    assert {(m["metric"], m["treatment"]) for m in as_json["sequential"]} == {
+        (m, TREATED) for m in ("conversion", "retention", "revenue")
+    }
+    assert as_json["sequential"][0]["looks"][0]["look"] == first.date().isoformat()
+    assert as_json["sequential"][0]["significant_since"] == first.date().isoformat()
+    orjson.dumps(as_json)  # JSON-safe, for the API
+
+
 def test_a_stage_breakdown_when_stages_are_passed_in(world: Project) -> None:
     stages = {r["account_id"]: r["account_id"][-1] < "8" for r in _log(world)}
     segments = {a: "early" if low else "late" for a, low in stages.items()}
@@ -296,6 +356,7 @@ def test_the_cli_prints_the_table_and_json(world: Project) -> None:
     assert "global control: 30 % held out" in result.stdout
     assert "campaign save: 40 % held out" in result.stdout
     assert "SRM ok" in result.stdout
+    assert "always-valid" in result.stdout
     assert "by stage at decision" in result.stdout
     assert "renewal" in result.stdout
     result = runner.invoke(app, [*args, "--json"], catch_exceptions=False)
@@ -509,6 +570,12 @@ def test_experiment_lifts_match_statsmodels_and_scipy_per_arm(
     retention = group.lift("retention", "email")
     assert retention is not None
     assert retention.absolute == pytest.approx(kept["email"].mean() - kept["control"].mean())
+    # each arm's always-valid test against the control, Holm-adjusted across the arms
+    watched = [group.monitoring("retention", arm) for arm in ("call", "email")]
+    assert all(m is not None and m.result.control == "control" for m in watched)
+    last = [m.p_value for m in watched if m is not None]
+    holm = multipletests(last, method="holm")[1]
+    assert [m.p_adjusted for m in watched if m is not None] == pytest.approx(list(holm))
 
 
 def test_the_cli_prints_every_arm_and_a_lift_per_treatment_arm(
@@ -527,7 +594,9 @@ def test_the_cli_prints_every_arm_and_a_lift_per_treatment_arm(
     assert rows == [
         *([arm, f"{len(arms[arm]):,}"] for arm in _ARMS),
         ["lift call", ""],
+        ["always-valid call", ""],
         ["lift email", ""],
+        ["always-valid email", ""],
     ]
     assert "Holm" in table
     result = runner.invoke(app, [*args, "--json"], catch_exceptions=False)

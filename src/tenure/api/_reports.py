@@ -40,6 +40,21 @@ _GROUP_EXAMPLE: dict[str, Any] = {
         }
     ],
     "srm": {"p_value": 0.61, "flagged": False},
+    "sequential": [
+        {
+            "metric": "retention",
+            "treatment": "treated",
+            "control": "held out",
+            "alpha": 0.05,
+            "mixture_sd": 0.05,
+            "p_value": 0.012,
+            "p_adjusted": None,
+            "ci_low": 0.04,
+            "ci_high": 0.36,
+            "significant_since": "2024-06-28",
+            "looks": [{"look": "2024-06-28", "n_treatment": 96, "n_control": 64}],
+        }
+    ],
     "segments": None,
     "decisions": 200,
     "repeats": 0,
@@ -69,7 +84,10 @@ class ExperimentsReport(BaseModel):
     computed_at: str = Field(description="when `tenure report experiments` computed it")
     window_days: float = Field(description="the attribution window after each decision")
     groups: list[dict[str, Any]] = Field(
-        description="per holdout group: arms, metrics with intervals and lifts, SRM, stages"
+        description=(
+            "per holdout group: arms, metrics with intervals and lifts, SRM, stages, and "
+            "each lift's always-valid test (`sequential`: safe to read at any time)"
+        )
     )
     notes: list[str]
 

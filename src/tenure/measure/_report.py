@@ -41,6 +41,15 @@ decision (:func:`tenure.decide.decision_outcomes`):
 The statistics are :func:`tenure.measure.experiments.analyze` (Wilson and
 Student-t intervals, absolute and relative lift with p-values) and
 :func:`~tenure.measure.experiments.srm_check` against the configured share.
+
+**Looking early.** Those p-values hold for one reading; a report read every day
+until it shows ``p < 0.05`` finds effects that are not there. Beside them each
+lift carries an always-valid test (:func:`~tenure.measure.experiments.sequential_test`,
+the mSPRT): its looks are the days on which some customer's window ended — what a
+reader who ran the report every day would have seen — and its p-value and interval
+hold at every one of them at once. It is computed on the raw outcomes (not
+CUPED-adjusted), with τ per metric from ``measure.sequential``; an experiment's
+arms are Holm-adjusted like the fixed-horizon ones.
 """
 
 from __future__ import annotations
@@ -67,6 +76,7 @@ from tenure.decide._policy import RuleExperiment, load_policies
 from tenure.errors import ConfigError, NotFoundError, PolicyError
 from tenure.features._attribute import attributed_events
 from tenure.measure._segments import SegmentBreakdown, segment_breakdown
+from tenure.measure._sequential import SequentialResult, sequential_test
 from tenure.measure._stats import (
     ArmSummary,
     Correction,
@@ -74,6 +84,7 @@ from tenure.measure._stats import (
     MetricKind,
     MetricReport,
     SRMResult,
+    adjust_pvalues,
     analyze,
     srm_check,
 )
@@ -90,6 +101,7 @@ __all__ = [
     "ArmRow",
     "ExperimentReport",
     "GroupReport",
+    "Monitoring",
     "experiment_report",
     "load_saved_report",
     "save_report",
@@ -132,6 +144,72 @@ def _clean(value: Any) -> Any:
 
 
 @dataclass(frozen=True)
+class Monitoring:
+    """One treatment arm's always-valid test of one metric against the control arm.
+
+    The looks are the days on which some customer's attribution window ended, each
+    with every customer whose window had ended by then: the p-value (the running
+    minimum) and interval of the last look hold whenever the report was read.
+    """
+
+    metric: str
+    result: SequentialResult
+    #: Holm-adjusted across an experiment's treatment arms (None: one treatment arm).
+    p_adjusted: float | None = None
+
+    @property
+    def treatment(self) -> str:
+        return self.result.treatment
+
+    @property
+    def p_value(self) -> float:
+        return self.result.looks[-1].p_value
+
+    @property
+    def ci_low(self) -> float:
+        return self.result.looks[-1].ci_low
+
+    @property
+    def ci_high(self) -> float:
+        return self.result.looks[-1].ci_high
+
+    @property
+    def significant_since(self) -> dt.date | None:
+        """The first look at which the (adjusted) p-value fell below α (None: not yet)."""
+        alpha, result = self.result.alpha, self.result
+        if self.p_adjusted is None:
+            found = result.first_rejection
+            return found if isinstance(found, dt.date) else None
+        if self.p_adjusted >= alpha:
+            return None
+        # Holm's adjusted p is at least the raw one: it crossed no earlier than this
+        return next(
+            (k.look for k in result.looks if isinstance(k.look, dt.date) and k.p_value < alpha),
+            None,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        result = self.result
+        return {
+            "metric": self.metric,
+            "treatment": result.treatment,
+            "control": result.control,
+            "alpha": result.alpha,
+            "mixture_sd": result.mixture_sd,
+            "p_value": self.p_value,
+            "p_adjusted": self.p_adjusted,
+            "ci_low": self.ci_low,
+            "ci_high": self.ci_high,
+            "significant_since": _day(self.significant_since),
+            "looks": [{**look.as_dict(), "look": _day(look.look)} for look in result.looks],
+        }
+
+
+def _day(value: object) -> object:
+    return value.isoformat() if isinstance(value, dt.date) else value
+
+
+@dataclass(frozen=True)
 class ArmRow:
     """One arm of a group, as a table row: its size and each metric's summary."""
 
@@ -170,6 +248,15 @@ class GroupReport:
     control: str = HELD_OUT
     #: Each arm's expected share in percent (what the SRM check uses); empty when unknown.
     percents: dict[str, float] = field(default_factory=dict)
+    #: Per metric with a configured τ, each treatment arm's always-valid test.
+    sequential: tuple[Monitoring, ...] = ()
+
+    def monitoring(self, name: str, arm: str | None = None) -> Monitoring | None:
+        """Metric *name*'s always-valid test of *arm* (by default the first treatment arm)."""
+        found = [m for m in self.sequential if m.metric == name]
+        if arm is None:
+            return found[0] if found else None
+        return next((m for m in found if m.treatment == arm), None)
 
     def metric(self, name: str) -> MetricReport | None:
         return next((m for m in self.metrics if m.metric == name), None)
@@ -223,6 +310,7 @@ class GroupReport:
                 "arms": list(self.arms),
                 "control": self.control,
                 "percents": self.percents,
+                "sequential": [m.as_dict() for m in self.sequential],
             }
         )
         return found
@@ -489,14 +577,54 @@ def _covariates(ready: list[_Logged], notes: list[str]) -> dict[str, np.ndarray]
     return found
 
 
+def _monitoring(
+    project: Project,
+    values: Mapping[str, np.ndarray],
+    labels: np.ndarray,
+    arms: tuple[str, ...],
+    ready: list[_Logged],
+    window: dt.timedelta,
+    notes: list[str],
+) -> tuple[Monitoring, ...]:
+    """Each metric's always-valid test per treatment arm of *arms* (the control last),
+    looked at on every day on which some customer's window ended (module doc)."""
+    settings = project.config.measure.sequential
+    looks = np.array([(p.decided_at + window).date() for p in ready], dtype=object)
+    *treatments, control = arms
+    kind = {"revenue": MetricKind.CONTINUOUS}
+    found: list[Monitoring] = []
+    for metric, y in values.items():
+        tau = getattr(settings, metric)
+        if tau is None:
+            notes.append(
+                f"no always-valid test of {metric}: set measure.sequential.{metric} to the "
+                "effect worth detecting"
+            )
+            continue
+        results = [
+            sequential_test(
+                y, labels, looks, mixture_sd=tau, control=control, treatment=arm,
+                kind=kind.get(metric, MetricKind.BINARY), alpha=settings.alpha,
+            )
+            for arm in treatments
+        ]  # fmt: skip
+        adjusted: list[float | None] = [None] * len(results)
+        if len(results) > 1:
+            last = [r.looks[-1].p_value for r in results]
+            adjusted = [float(p) for p in adjust_pvalues(last, Correction.HOLM)]
+        found.extend(Monitoring(metric, r, a) for r, a in zip(results, adjusted, strict=True))
+    return tuple(found)
+
+
 def _metrics(
     project: Project,
     ready: list[_Logged],
     control: str,
     reading: _Reading,
     notes: list[str],
-) -> tuple[tuple[MetricReport, ...], dict[str, SegmentBreakdown] | None]:
-    """Every metric of *ready*'s arms against *control*, and their breakdown by stage."""
+) -> tuple[tuple[MetricReport, ...], dict[str, SegmentBreakdown] | None, tuple[Monitoring, ...]]:
+    """Every metric of *ready*'s arms against *control*, their always-valid tests, and
+    their breakdown by stage."""
     labels = np.array([p.arm for p in ready], dtype=object)
     wanted = [(p.decision_id, p.account_id, p.decided_at) for p in ready]
     window, segments = reading.window, reading.segments
@@ -520,10 +648,12 @@ def _metrics(
         )
         for metric, y in values.items()
     )  # fmt: skip
+    arms = (*(lift.treatment for lift in metrics[0].lifts), control)
+    monitoring = _monitoring(project, values, labels, arms, ready, window, notes)
     logged_stages = segments is None and all(p.stage is not None for p in ready)
     if segments is None and not logged_stages:
         notes.append(_NO_STAGE)
-        return metrics, None
+        return metrics, None, monitoring
     stage = np.array(
         [p.stage if segments is None else segments.get(p.account_id) for p in ready],
         dtype=object,
@@ -535,7 +665,7 @@ def _metrics(
         )
         for metric, y in values.items()
     }  # fmt: skip
-    return metrics, breakdown
+    return metrics, breakdown, monitoring
 
 
 def _group(
@@ -562,10 +692,11 @@ def _group(
         srm = srm_check(customers, {TREATED: 100 - percent, HELD_OUT: percent})
     metrics: tuple[MetricReport, ...] = ()
     breakdown: dict[str, SegmentBreakdown] | None = None
+    monitoring: tuple[Monitoring, ...] = ()
     if min(customers.values()) < 2:
         notes.append("fewer than 2 customers in an arm: no metrics yet")
     else:
-        metrics, breakdown = _metrics(project, ready, HELD_OUT, reading, notes)
+        metrics, breakdown, monitoring = _metrics(project, ready, HELD_OUT, reading, notes)
     return GroupReport(
         group=name,
         campaign=campaign,
@@ -579,6 +710,7 @@ def _group(
         pending=len(first) - len(ready),
         notes=tuple(notes),
         percents={TREATED: 100 - percent, HELD_OUT: percent} if percent else {},
+        sequential=monitoring,
     )
 
 
@@ -643,13 +775,14 @@ def _experiment_group(
         notes.append("the log does not name every arm's percent: no SRM check")
     metrics: tuple[MetricReport, ...] = ()
     breakdown: dict[str, SegmentBreakdown] | None = None
+    monitoring: tuple[Monitoring, ...] = ()
     few = [arm for arm in arms if customers[arm] < 2]
     if control is None or control in few or len(few) >= len(arms) - 1:
         notes.append("fewer than 2 customers in the control arm or every other: no metrics yet")
     else:
         if few:
             notes.append(f"fewer than 2 customers in {', '.join(few)}: left out of the lifts")
-        metrics, breakdown = _metrics(
+        metrics, breakdown, monitoring = _metrics(
             project, [p for p in ready if p.arm not in few], control,
             reading, notes,
         )  # fmt: skip
@@ -669,6 +802,7 @@ def _experiment_group(
         arms=arms,
         control=control or "",
         percents=percents,
+        sequential=monitoring,
     )
 
 

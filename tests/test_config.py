@@ -116,3 +116,20 @@ def test_sources_are_typed(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(tmp_path, environ={})
     assert [p.key for p in info.value.problems] == ["sources.bad.mapping"]
+
+
+def test_measure_spend_and_gross_margin(tmp_path: Path) -> None:
+    write(tmp_path, "measure:\n  spend: finance/*.csv\n  gross_margin: 0.8\n")
+    measure = load_config(tmp_path, environ={}).measure
+    assert (measure.spend, measure.gross_margin) == ("finance/*.csv", 0.8)
+    write(tmp_path, "measure:\n  gross_margin: 0\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path, environ={})
+    (problem,) = info.value.problems
+    assert (problem.key, problem.expected) == (
+        "measure.gross_margin",
+        "Input should be greater than 0",
+    )
+    write(tmp_path, "measure:\n  gross_margin: 1.2\n")
+    with pytest.raises(ConfigError, match=r"measure\.gross_margin: Input should be less than or"):
+        load_config(tmp_path, environ={})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Column, Table
@@ -14,6 +14,9 @@ from tenure._cli_common import JsonOption, ProjectOption, errors, out, print_jso
 from tenure._cli_common import project as project_at
 from tenure._cli_pipeline import AsOfOption, parse_as_of
 from tenure._render_loop import comparison_table, loop_table
+
+if TYPE_CHECKING:
+    from tenure.measure._kpis import KPIReport
 
 __all__ = ["loop", "report_app"]
 
@@ -237,17 +240,46 @@ def _reasons(unavailable: list[tuple[str, str, str]]) -> list[str]:
     ]
 
 
+def _blended(report: KPIReport) -> str:
+    """The CAC and payback pooled over the cohorts with one, or why there are none."""
+    from tenure.lifecycle import Unavailable
+
+    cac, payback = report.cac, report.cac_payback_months
+    if isinstance(cac, Unavailable):
+        return f"blended CAC payback: — ({cac.reason})"
+    pooled = sum(not isinstance(c.cac, Unavailable) for c in report.cohorts)
+    months = (
+        f"— ({payback.reason})" if isinstance(payback, Unavailable) else f"{payback:.1f} months"
+    )
+    return (
+        f"blended over {pooled} cohort{'s' * (pooled != 1)} with spend: "
+        f"CAC {cac:,.0f}, payback {months}"
+    )
+
+
 @report_app.command("kpis")
 def kpis(
     as_of: AsOfOption = None,
     project_dir: ProjectOption = None,
+    spend: Annotated[
+        str | None,
+        typer.Option(
+            "--spend",
+            metavar="FILE",
+            help="Acquisition spend for CAC: a CSV (month, amount, optional channel) or a "
+            "glob of several, instead of measure.spend.",
+        ),
+    ] = None,
     json_out: JsonOption = False,
 ) -> None:
-    """KPIs by signup cohort and by stage: activation, churn, GRR/NRR, CLV, NPS, retention."""
+    """KPIs by signup cohort and by stage: activation, churn, GRR/NRR, CLV, NPS, CAC
+    payback, retention."""
     from tenure.measure._kpis import kpi_report
+    from tenure.measure._spend import read_spend
 
     with errors(), project_at(project_dir) as opened:
-        report = kpi_report(opened, as_of=parse_as_of(as_of, opened.clock()))
+        spent = None if spend is None else read_spend(spend, root=Path.cwd(), origin="--spend")
+        report = kpi_report(opened, as_of=parse_as_of(as_of, opened.clock()), spend=spent)
     if json_out:
         print_json(report.as_dict())
         return
@@ -288,6 +320,7 @@ def kpis(
     out.print(cohorts)
     for line in _reasons(missing):
         out.print(line, highlight=False)
+    out.print(_blended(report), highlight=False)
     months = max((len(c.retention) for c in report.cohorts), default=0)
     curves = Table(
         "cohort", *[str(m) for m in range(months)], title="retention: % active at the end of month"

@@ -370,6 +370,12 @@ class SequentialSettings(_Section):
 
 class MeasureSettings(_Section):
     sequential: SequentialSettings = SequentialSettings()
+    #: Acquisition spend for CAC payback in ``tenure report kpis``: a CSV file, or a glob
+    #: of several, with columns month, amount and optionally channel (``docs/measure.md``);
+    #: relative to the project unless absolute. None: CAC is unavailable.
+    spend: str | None = None
+    #: The share of MRR that is gross margin; CAC is paid back from that share.
+    gross_margin: float = Field(default=1.0, gt=0, le=1)
 
 
 class ProjectConfig(BaseModel):
@@ -675,6 +681,12 @@ decide:
 # campaign must add to pay for itself.
 measure:
   sequential: {alpha: 0.05, conversion: 0.05, retention: 0.05, revenue: null}
+  # `tenure report kpis`: CAC and CAC payback per signup cohort come from acquisition
+  # spend, a CSV file (or a glob of several) with columns month (YYYY-MM or a date),
+  # amount (in the currency of MRR) and optionally channel; rows of a month add up.
+  # spend: finance/marketing_spend.csv
+  # Payback is on gross-margin MRR: the share of MRR left after the cost of serving it.
+  gross_margin: 1.0
 
 delivery:
   smtp:

@@ -13,9 +13,12 @@ import pytest
 from typer.testing import CliRunner
 
 from tenure.cli import app
+from tenure.config import CONFIG_FILENAME
+from tenure.errors import ConfigError
 from tenure.identity import stitch
 from tenure.lifecycle import Stage, Unavailable
-from tenure.measure._kpis import _SCORES_TABLE, CohortKPIs, kpi_report
+from tenure.measure._kpis import _SCORES_TABLE, CohortKPIs, _Acquisition, kpi_report
+from tenure.measure._spend import MonthlySpend, read_spend
 from tenure.project import Project
 from tests._lake import load_events
 from tests.conftest import make_project
@@ -198,8 +201,11 @@ def test_nps_clv_and_cac(report: Any) -> None:
     assert (feb.nps, feb.nps_respondents) == (Unavailable("no NPS answers"), 0)
     assert isinstance(jan.mean_clv, Unavailable)
     assert "tenure score" in jan.mean_clv.reason
-    assert isinstance(jan.cac_payback_months, Unavailable)
-    assert jan.cac_payback_months.reason.startswith("no spend data")
+    assert jan.cac == jan.cac_payback_months == report.cac_payback_months
+    assert jan.cac_payback_months == Unavailable(
+        "no spend data: set measure.spend in tenure.yaml to a CSV of month and amount "
+        "(or pass --spend FILE)"
+    )
 
 
 def test_by_stage(report: Any) -> None:
@@ -331,3 +337,211 @@ def test_mrr_at_many_points_agrees_with_mrr_at_one_point(lake: Project) -> None:
         one = fetch_rows(warehouse.backend, _mrr_at(events, settings, at))
         assert by_point.get(at, {}) == {r["account_id"]: float(r["mrr"]) for r in one}
     assert any(by_point.values())
+
+
+# ---------------------------------------------------------------- CAC and CAC payback
+# New customers and MRR at the end of month 0 (see test_logo_and_revenue_churn):
+# 2023-01: 3 accounts, 100 + 50 + 200 = 350; 2023-02: 2 accounts, 80 (b2 churned in
+# month 0); 2024-02: 2 accounts, 30 (d2 is CRM-only: a customer without MRR).
+SPEND = (
+    "month,amount,channel\n"
+    "2023-01,600,paid\n"
+    "2023-01-20,100,events\n"  # a date means its month; a month's rows add up
+    "\n"
+    "2023-02,0,paid\n"
+    "2023-03,50,paid\n"  # nobody signed up in March
+    "2024-02,90,paid\n"
+)
+
+
+def spend_file(path: Path, text: str = SPEND) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_cac_and_payback_from_the_months_spend(lake: Project, tmp_path: Path) -> None:
+    spend = read_spend(spend_file(tmp_path / "spend.csv"), root=tmp_path)
+    assert spend.by_month == {
+        dt.date(2023, 1, 1): 700.0,
+        dt.date(2023, 2, 1): 0.0,
+        dt.date(2023, 3, 1): 50.0,
+        dt.date(2024, 2, 1): 90.0,
+    }
+    found = kpi_report(lake, as_of=AS_OF, spend=spend)
+    jan, feb, young = (found.cohort(m) for m in ("2023-01", "2023-02", "2024-02"))
+    assert jan.cac == pytest.approx(700 / 3)
+    assert jan.cac_payback_months == pytest.approx((700 / 3) / (350 / 3))  # 2.0
+    assert (feb.cac, feb.cac_payback_months) == (0.0, 0.0)  # nothing spent: nothing to pay back
+    assert young.cac == pytest.approx(90 / 2)
+    assert young.cac_payback_months == pytest.approx((90 / 2) / (30 / 2))  # 3.0
+    # blended: all spend of the three cohorts over their customers and month-0 MRR
+    assert found.cac == pytest.approx(790 / 7)
+    assert found.cac_payback_months == pytest.approx(790 / 460)
+    assert "spend in 2023-03 has no signup cohort, so it is in no CAC" in found.notes
+    # nothing else in the report depends on spend
+    expected = report_without_cac(kpi_report(lake, as_of=AS_OF))
+    expected["notes"].append(found.notes[-1])
+    assert report_without_cac(found) == expected
+
+
+def report_without_cac(report: Any) -> dict[str, Any]:
+    plain = report.as_dict()
+    for key in ("cac", "cac_payback_months", "unavailable"):
+        plain.pop(key)
+    for row in plain["cohorts"]:
+        for key in ("cac", "cac_payback_months"):
+            row.pop(key)
+            row["unavailable"].pop(key, None)
+    return plain
+
+
+def test_a_month_without_spend_is_unavailable(lake: Project, tmp_path: Path) -> None:
+    text = "month,amount\n2023-01,700\n"
+    found = kpi_report(
+        lake, as_of=AS_OF, spend=read_spend(spend_file(tmp_path / "s.csv", text), root=tmp_path)
+    )
+    jan, feb = found.cohort("2023-01"), found.cohort("2023-02")
+    assert jan.cac_payback_months == pytest.approx(2.0)
+    missing = Unavailable("no spend row for 2023-02 in the spend data")
+    assert (feb.cac, feb.cac_payback_months) == (missing, missing)
+    row = feb.as_dict()
+    assert (row["cac"], row["unavailable"]["cac"]) == (None, missing.reason)
+    assert found.cac == pytest.approx(700 / 3)  # the blend is of the cohorts with spend
+    assert found.as_dict()["cac_payback_months"] == pytest.approx(2.0)
+
+
+def test_gross_margin_and_spend_from_the_project_config(lake: Project) -> None:
+    """measure.spend: a glob relative to the project, its files adding up; a 50 %
+    gross margin halves the MRR that pays CAC back, so payback takes twice as long."""
+    spend_file(lake.root / "finance" / "paid.csv", "month,amount\n2023-01,600\n2024-02,90\n")
+    spend_file(lake.root / "finance" / "events.csv", "month,amount\n2023-01,100\n")
+    measure = lake.config.measure.model_copy(update={"spend": "finance/*.csv", "gross_margin": 0.5})
+    config = lake.config.model_copy(update={"measure": measure})
+    with Project(lake.root, config) as halved:
+        found = kpi_report(halved, as_of=AS_OF)
+    jan, young = found.cohort("2023-01"), found.cohort("2024-02")
+    assert jan.cac == pytest.approx(700 / 3)
+    assert jan.cac_payback_months == pytest.approx(2 * 2.0)
+    assert young.cac_payback_months == pytest.approx(2 * 3.0)
+    assert found.cac_payback_months == pytest.approx(790 / (380 * 0.5))  # no spend row for 2023-02
+
+
+def test_cac_is_unavailable_until_the_signup_month_ends_and_without_mrr() -> None:
+    january = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    spend = MonthlySpend({dt.date(2024, 1, 1): 100.0})
+    open_month = _Acquisition(spend, 1.0, day("2024-01-31"))
+    assert open_month.cohort(january, 4, None) == (
+        Unavailable("the signup month has not ended"),
+        Unavailable("the signup month has not ended"),
+    )
+    assert open_month.blended_cac() == Unavailable(
+        "no cohort with a spend row whose signup month has ended"
+    )
+    ended = _Acquisition(spend, 1.0, day("2024-02-01"))
+    # four new customers, none paying at month 0's end (CRM-only deals, or churned)
+    cac, payback = ended.cohort(january, 4, None)
+    assert (cac, payback) == (25.0, Unavailable("no MRR at the end of the signup month"))
+    assert ended.blended_payback() == payback
+
+
+def test_cli_shows_payback_and_spend_overrides_the_config(lake: Project, tmp_path: Path) -> None:
+    config_file = lake.root / CONFIG_FILENAME
+    original = config_file.read_text(encoding="utf-8")
+    configured = spend_file(tmp_path / "configured.csv", "month,amount\n2023-01,350\n")
+    given = spend_file(tmp_path / "given.csv", "month,amount\n2023-01,1050\n")
+    runner = CliRunner()
+    args = ["report", "kpis", "-p", str(lake.root), "--as-of", "2024-03-01"]
+
+    def january_payback(*extra: str) -> tuple[str, str]:
+        result = runner.invoke(app, [*args, *extra], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, result.output
+        row = next(line for line in result.stdout.splitlines() if "│ 2023-01 " in line)
+        blended = next(line for line in result.stdout.splitlines() if "blended" in line)
+        return row.split("│")[-2].strip(), blended
+
+    try:
+        config_file.write_text(
+            original.replace("  # spend: finance/marketing_spend.csv", f"  spend: {configured}"),
+            encoding="utf-8",
+        )
+        assert january_payback() == (
+            "1.0",  # 350 / 3 per customer over 350 / 3 of MRR
+            "blended over 1 cohort with spend: CAC 117, payback 1.0 months",
+        )
+        assert january_payback("--spend", str(given)) == (
+            "3.0",
+            "blended over 1 cohort with spend: CAC 350, payback 3.0 months",
+        )
+        result = runner.invoke(app, [*args, "--spend", str(given), "--json"])
+        parsed = json.loads(result.stdout)
+        assert (parsed["cac"], parsed["cac_payback_months"]) == (350.0, 3.0)
+        assert parsed["cohorts"][0]["cac"] == 350.0
+        assert parsed["cohorts"][1]["unavailable"]["cac_payback_months"] == (
+            "no spend row for 2023-02 in the spend data"
+        )
+        bad = spend_file(tmp_path / "bad.csv", "month,amount\n2023-01,-5\n")
+        result = runner.invoke(app, [*args, "--spend", str(bad)])
+        assert result.exit_code == 1
+        assert f"{bad}: 1 problem" in result.stderr
+        assert "line 2, column amount: a non-negative amount" in result.stderr
+        assert "Traceback" not in result.output
+    finally:
+        config_file.write_text(original, encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (
+            "date,amount\n2024-01,5\n",
+            "line 1, column month: a column named month (YYYY-MM) in the header "
+            "(got 'date,amount')",
+        ),
+        (
+            "\nmonth,cost\n2024-01,5\n",
+            "line 2, column amount: a column named amount (a non-negative number) in the header "
+            "(got 'month,cost')",
+        ),
+        (
+            "month,amount\n2024-01,5\n\n2024-13,5\n",
+            "line 4, column month: a month as YYYY-MM, or a date as YYYY-MM-DD (got '2024-13')",
+        ),
+        (
+            "month,amount\n2024-01,5\n2024-02,-20\n",
+            "line 3, column amount: a non-negative amount (spend, not refunds) (got '-20')",
+        ),
+        (
+            'month,amount\n2024-01,"$1,200"\n',
+            "line 2, column amount: a number such as 1250.50 (no currency sign or thousands "
+            "separator) (got '$1,200')",
+        ),
+        (
+            "month,amount,channel\n2024-01,5\n",
+            "line 2: 3 values, one per column of the header (month, amount, channel) (got 2)",
+        ),
+        ("", "line 1: a CSV file with a header row (Empty CSV file)"),
+    ],
+    ids=["no-month", "no-amount", "bad-month", "negative", "not-a-number", "uneven", "empty"],
+)
+def test_a_malformed_spend_file_names_file_line_and_column(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    path = spend_file(tmp_path / "spend.csv", text)
+    with pytest.raises(ConfigError) as info:
+        read_spend("spend.csv", root=tmp_path)
+    assert str(info.value) == f"{path}: 1 problem\n  - {problem}"
+
+
+def test_one_bad_file_of_a_glob_stops_them_all(tmp_path: Path) -> None:
+    spend_file(tmp_path / "a.csv", "month,amount\n2024-01,5\n")
+    bad = spend_file(tmp_path / "b.csv", "month,amount\n2024-01,5\n2024-02,soon\n2024-03,x\n")
+    with pytest.raises(ConfigError) as info:
+        read_spend(tmp_path / "*.csv", root=Path("/elsewhere"))
+    assert [p.key for p in info.value.problems] == [
+        "line 3, column amount",
+        "line 4, column amount",
+    ]
+    assert info.value.source == str(bad)
+    with pytest.raises(ConfigError, match="--spend: an existing CSV file, or a glob matching"):
+        read_spend("none/*.csv", root=tmp_path, origin="--spend")

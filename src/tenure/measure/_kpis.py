@@ -14,7 +14,11 @@ The definitions are in ``docs/measure.md`` (KPIs); in short:
 * **GRR / NRR 12 m**: from the end of month 0 to 12 months later (MRR as the lifecycle's);
 * **retention curve**: the share active at the end of each cohort month;
 * **CLV** from the scores table; **NPS** over each respondent's latest answer;
-  **CAC payback** unavailable: the event catalog defines no acquisition-spend event;
+* **CAC**: the spend of the signup month (``measure.spend``, a CSV read by
+  :mod:`tenure.measure._spend`) over the cohort's new customers; **CAC payback**: CAC
+  over the month-0 MRR per new customer times ``measure.gross_margin`` — the month-0
+  MRR that revenue churn and GRR start from. The report's blended figures pool every
+  cohort with spend whose signup month has ended;
 * **by stage**: accounts, MRR, NPS, CLV, and for customer stages the share of the
   accounts that entered the stage whose stay ended in ``churned``.
 """
@@ -48,6 +52,7 @@ from tenure.lifecycle._kpis import (
     number_or_none,
 )
 from tenure.lifecycle._stages import CUSTOMER_STAGES, Stage
+from tenure.measure._spend import MonthlySpend, read_spend
 
 if TYPE_CHECKING:
     import ibis.expr.types as ir
@@ -66,9 +71,11 @@ _SCORES_TABLE = "scores"
 _NPSByKey = dict[Any, tuple[int, float | None]]
 _CLVByKey = dict[Any, float | None] | Unavailable
 _NO_SPEND = (
-    "no spend data: the event catalog has no acquisition-spend event (such as "
-    "Marketing Spend) and tenure reads no other spend source"
+    "no spend data: set measure.spend in tenure.yaml to a CSV of month and amount "
+    "(or pass --spend FILE)"
 )
+_MONTH_OPEN = "the signup month has not ended"
+_NO_BASE = "no MRR at the end of the signup month"
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +99,9 @@ class CohortKPIs:
     mean_clv: float | Unavailable
     nps: float | Unavailable
     nps_respondents: int
+    #: Acquisition spend of the signup month per new customer (the cohort's accounts).
+    cac: float | Unavailable
+    #: CAC over the month-0 MRR per new customer times the gross margin.
     cac_payback_months: float | Unavailable
     #: Share of the cohort active at the end of month 0, 1, 2, … up to ``as_of``.
     retention: tuple[float, ...]
@@ -123,6 +133,10 @@ class KPIReport:
     cohorts: tuple[CohortKPIs, ...]
     stages: tuple[StageKPIs, ...]
     notes: tuple[str, ...]
+    #: Blended over the cohorts with a CAC: their spend over their new customers.
+    cac: float | Unavailable
+    #: Blended: their spend over their month-0 MRR times the gross margin.
+    cac_payback_months: float | Unavailable
 
     def cohort(self, month: str | dt.date) -> CohortKPIs:
         """The cohort of a month (``"2024-01"`` or a date in it)."""
@@ -137,11 +151,14 @@ class KPIReport:
         return next(s for s in self.stages if s.stage is wanted)
 
     def as_dict(self) -> dict[str, Any]:
+        blended = {"cac": self.cac, "cac_payback_months": self.cac_payback_months}
         return {
             "as_of": self.as_of.isoformat(),
             "cohorts": [c.as_dict() for c in self.cohorts],
             "stages": [s.as_dict() for s in self.stages],
             "notes": list(self.notes),
+            **{k: None if isinstance(v, Unavailable) else v for k, v in blended.items()},
+            "unavailable": {k: v.reason for k, v in blended.items() if isinstance(v, Unavailable)},
         }
 
 
@@ -183,11 +200,21 @@ def _monthly(kept: float | None, months: float) -> float | Unavailable:
     return 1.0 - float(max(kept, 0.0) ** (1.0 / months))
 
 
-def kpi_report(project: Project, *, as_of: dt.datetime) -> KPIReport:
-    """KPIs per signup cohort and per current stage (see the module documentation)."""
+def kpi_report(
+    project: Project, *, as_of: dt.datetime, spend: MonthlySpend | None = None
+) -> KPIReport:
+    """KPIs per signup cohort and per current stage (see the module documentation).
+
+    *spend* is the acquisition spend CAC comes from; by default the project's
+    ``measure.spend`` file is read (:func:`~tenure.measure._spend.read_spend`), and
+    without one CAC is unavailable.
+    """
     if as_of.tzinfo is None:
         raise ValueError(f"as_of must be timezone-aware (UTC), got {as_of!r}")
     as_of = as_of.astimezone(dt.UTC)
+    measure = project.config.measure
+    if spend is None and measure.spend is not None:
+        spend = read_spend(measure.spend, root=project.root)
     warehouse = project.warehouse
     settings = project.config.lifecycle
     backend = warehouse.backend
@@ -212,11 +239,21 @@ def kpi_report(project: Project, *, as_of: dt.datetime) -> KPIReport:
                 history = history_from_events(milestones, settings, as_of=as_of, first_seen=first)
                 with history.cache() as stays:
                     stages = _stages(backend, warehouse, stays, priced, as_of)
+    acquisition = _Acquisition(spend, measure.gross_margin, as_of)
     cohorts = tuple(
-        _cohort(row, revenue.get(row["cohort"], {}), curves, nps, clv, as_of) for row in base
+        _cohort(row, revenue.get(row["cohort"], {}), curves, nps, clv, acquisition, as_of)
+        for row in base
     )
-    notes = () if cohorts else ("no account has bought yet: no cohorts",)
-    return KPIReport(as_of=as_of, cohorts=cohorts, stages=stages, notes=notes)
+    notes = [] if cohorts else ["no account has bought yet: no cohorts"]
+    notes += acquisition.unmatched({row["cohort"].date() for row in base})
+    return KPIReport(
+        as_of=as_of,
+        cohorts=cohorts,
+        stages=stages,
+        notes=tuple(notes),
+        cac=acquisition.blended_cac(),
+        cac_payback_months=acquisition.blended_payback(),
+    )
 
 
 def _accounts(events: ir.Table, spell_table: ir.Table, settings: LifecycleSettings) -> ir.Table:
@@ -399,27 +436,85 @@ def _pick_nps(nps: _NPSByKey, key: Any) -> tuple[float | Unavailable, int]:
     return (Unavailable("no NPS answers") if value is None else value), n
 
 
+class _Acquisition:
+    """CAC and payback per cohort from the month's spend, pooled for the blended figures."""
+
+    def __init__(self, spend: MonthlySpend | None, margin: float, as_of: dt.datetime) -> None:
+        self.spend, self.margin, self.as_of = spend, margin, as_of
+        #: Over the cohorts with a CAC: spend, new customers, month-0 MRR.
+        self.spent = self.customers = self.base = 0.0
+
+    def cohort(
+        self, cohort: dt.datetime, customers: int, base: float | None
+    ) -> tuple[float | Unavailable, float | Unavailable]:
+        """(CAC, payback months) of a cohort with *customers* and month-0 MRR *base*."""
+        if self.spend is None:
+            return Unavailable(_NO_SPEND), Unavailable(_NO_SPEND)
+        amount = self.spend.amount(cohort.date())
+        if amount is None:
+            missing = Unavailable(f"no spend row for {cohort:%Y-%m} in the spend data")
+            return missing, missing
+        if _add_months(cohort, 1) > self.as_of:  # its new customers are not all in yet
+            return Unavailable(_MONTH_OPEN), Unavailable(_MONTH_OPEN)
+        self.spent += amount
+        self.customers += customers
+        self.base += base or 0.0
+        cac = amount / customers
+        return cac, self._payback(amount, base)
+
+    def _payback(self, amount: float, base: float | None) -> float | Unavailable:
+        if amount == 0:  # nothing to pay back, whatever the MRR
+            return 0.0
+        if not base:
+            return Unavailable(_NO_BASE)
+        # CAC / (MRR₀ per customer × margin): the customer counts cancel out
+        return amount / (base * self.margin)
+
+    def blended_cac(self) -> float | Unavailable:
+        if self.spend is None:
+            return Unavailable(_NO_SPEND)
+        if not self.customers:
+            return Unavailable("no cohort with a spend row whose signup month has ended")
+        return self.spent / self.customers
+
+    def blended_payback(self) -> float | Unavailable:
+        cac = self.blended_cac()
+        return cac if isinstance(cac, Unavailable) else self._payback(self.spent, self.base)
+
+    def unmatched(self, cohorts: set[dt.date]) -> list[str]:
+        """A note on the spend of months before ``as_of`` in which nobody signed up."""
+        if self.spend is None:
+            return []
+        months = [
+            f"{m:%Y-%m}"
+            for m in self.spend.by_month
+            if m not in cohorts and dt.datetime.combine(m, dt.time(), dt.UTC) < self.as_of
+        ]
+        if not months:
+            return []
+        return [f"spend in {', '.join(months)} has no signup cohort, so it is in no CAC"]
+
+
 def _cohort(
     row: dict[str, Any],
     revenue: dict[str, Any],
     curves: dict[tuple[dt.datetime, int], tuple[int, int]],
     nps: _NPSByKey,
     clv: _CLVByKey,
+    acquisition: _Acquisition,
     as_of: dt.datetime,
 ) -> CohortKPIs:
     cohort, n = row["cohort"], int(row["accounts"])
     after_month0 = _age_months(cohort, as_of) - 1
     retention = tuple(active / n for (c, _), (active, _) in sorted(curves.items()) if c == cohort)
     if after_month0 < 0:
-        logo_monthly: float | Unavailable = Unavailable("the signup month has not ended")
-        revenue_churn: float | Unavailable = Unavailable("the signup month has not ended")
+        logo_monthly: float | Unavailable = Unavailable(_MONTH_OPEN)
+        revenue_churn: float | Unavailable = Unavailable(_MONTH_OPEN)
     else:
         active0, still = curves[cohort, 0]
         logo_monthly = _monthly(fraction(still, active0), after_month0)
         kept = fraction(revenue.get("kept_now"), revenue.get("base"))
-        revenue_churn = (
-            Unavailable("no MRR at the end of the signup month") if kept is None else 1.0 - kept
-        )
+        revenue_churn = Unavailable(_NO_BASE) if kept is None else 1.0 - kept
     revenue_monthly: float | Unavailable = (
         revenue_churn
         if isinstance(revenue_churn, Unavailable)
@@ -430,11 +525,13 @@ def _cohort(
     if (month12 := _add_months(cohort, 13)) > as_of:
         grr = nrr = Unavailable(f"cohort too young: its month 12 ends {month12:%Y-%m-%d}")
     elif not revenue.get("base"):
-        grr = nrr = Unavailable("no MRR at the end of the signup month")
+        grr = nrr = Unavailable(_NO_BASE)
     else:
         grr = float(revenue["kept_m12"]) / float(revenue["base"])
         nrr = float(revenue["m12"]) / float(revenue["base"])
     score, respondents = _pick_nps(nps, cohort)
+    base = revenue.get("base")
+    cac, payback = acquisition.cohort(cohort, n, None if base is None else float(base))
     return CohortKPIs(
         cohort=cohort.date(),
         accounts=n,
@@ -451,7 +548,8 @@ def _cohort(
         mean_clv=_pick_clv(clv, cohort),
         nps=score,
         nps_respondents=respondents,
-        cac_payback_months=Unavailable(_NO_SPEND),
+        cac=cac,
+        cac_payback_months=payback,
         retention=retention,
     )
 

@@ -213,7 +213,10 @@ def _candidates(
     state; only customers with an eligible rule are loaded whole (in chunks).
     They come in account order, or with *by_value* best first (see :func:`_by_value`).
     """
-    contexts = load_contexts(connection, decider.policies.condition_fields, accounts)
+    policies = decider.policies
+    contexts = load_contexts(
+        connection, policies.condition_fields, accounts, guards=policies.guards
+    )
     hits: list[tuple[str, Matches | None]]
     if contexts is None:  # a condition reads derived values: evaluate on full states
         query = select(customer_state.c.account_id).order_by(customer_state.c.account_id)
@@ -223,13 +226,13 @@ def _candidates(
         customers = len(hits)
     else:
         hits = []
-        for account_id, stage, context in contexts:
+        for account_id, stage, context in contexts.found:
             if account_id in in_review:
                 continue
             matched, errors = decider.matching_context(context)
             if decider.eligible(matched, stage, fired.get(account_id, {}), at):
                 hits.append((account_id, (matched, errors)))
-        customers = len(contexts)
+        customers = contexts.customers
     if by_value:
         hits = _by_value(connection, decider, hits, fired, in_review, at)
     return customers, _states(connection, hits)

@@ -72,6 +72,7 @@ from pydantic import (
 )
 
 from tenure._config_decide import Channel, Duration, parse_duration
+from tenure.decide._prefilter import Guard, guards
 from tenure.errors import ConfigError, ConfigProblem, PolicyError
 
 __all__ = [
@@ -223,6 +224,9 @@ class CompiledRule:
     value_fields: dict[str, frozenset[str] | None] = field(default_factory=dict)
     #: A candidate's arm of the rule's experiment (see :meth:`with_arm`); None otherwise.
     arm: str | None = None
+    #: Plain conjuncts of the condition that must hold for it to be true (a batch cycle
+    #: evaluates in CEL only the customers some rule's guards allow; ``_prefilter``).
+    guards: tuple[Guard, ...] = ()
 
     @property
     def key(self) -> str:
@@ -257,6 +261,12 @@ class PolicySet:
     #: What the conditions alone read: what a context for matching must hold. Values are
     #: evaluated on full states, only for the customers a rule may act on.
     condition_fields: dict[str, frozenset[str] | None] = field(default_factory=dict)
+
+    @property
+    def guards(self) -> list[tuple[tuple[Guard, ...], list[str] | None]]:
+        """Each rule's guards and stages: what :class:`~tenure.decide._prefilter.Prefilter`
+        needs to skip customers no rule can be eligible for."""
+        return [(r.guards, r.rule.stages) for r in self.rules]
 
     def content_hash(self, name: str) -> str:
         return hashlib.sha256(self.sources[name].encode()).hexdigest()
@@ -455,6 +465,7 @@ def load_policies(directory: Path) -> PolicySet:
                         else _compile(f"{where}, key 'value'", value, what="the value")
                     ),
                     value_fields={} if value is None else _fields(value),
+                    guards=guards(rule.when),
                 )
             )
     combined = None

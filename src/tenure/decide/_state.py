@@ -14,13 +14,14 @@ import datetime as dt
 import hashlib
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import Connection, bindparam, delete, insert, select, text
 
+from tenure.decide._prefilter import Guard, Prefilter
 from tenure.store._tables import customer_state
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Contact",
+    "Contexts",
     "CustomerState",
     "load_contexts",
     "load_states",
@@ -398,17 +400,30 @@ def _extract_sql(dialect: str, columns: list[tuple[str, str | None]], where: str
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Contexts:
+    """What :func:`load_contexts` read: how many customers, and the contexts kept."""
+
+    customers: int
+    #: (account, stage, condition context), in account order.
+    found: list[tuple[str, str | None, dict[str, Any]]]
+
+
 def load_contexts(
     connection: Connection,
     fields: dict[str, frozenset[str] | None],
     account_ids: Iterable[str] | None = None,
-) -> list[tuple[str, str | None, dict[str, Any]]] | None:
+    *,
+    guards: Sequence[tuple[tuple[Guard, ...], Sequence[str] | None]] | None = None,
+) -> Contexts | None:
     """(account, stage, condition context) for every published customer, or None.
 
     Only the fields the conditions read are extracted, by the database, from
     the stored JSON: the full state of a customer is loaded only when one of
     its rules matches. None when a condition reads ``account`` (derived
-    values): the caller then loads full states.
+    values): the caller then loads full states. With *guards* (each rule's
+    :func:`~tenure.decide._prefilter.guards` and stages) a customer no rule can be
+    eligible for is counted but gets no context (:class:`~tenure.decide._prefilter.Prefilter`).
     """
     if "account" in fields:
         return None
@@ -428,7 +443,7 @@ def load_contexts(
     if account_ids is not None:
         params["ids"] = sorted(set(account_ids))
         if not params["ids"]:
-            return []
+            return Contexts(0, [])
         where = " WHERE account_id IN :ids"
     if not columns:  # conditions read only the stage
         columns_sql = "SELECT account_id, stage, NULL FROM customer_state"
@@ -437,13 +452,20 @@ def load_contexts(
         query = text(_extract_sql(dialect, columns, where))
     if params:
         query = query.bindparams(bindparam("ids", expanding=True))
+    rows = [
+        (account_id, stage, orjson.loads(values) if values else [])
+        for account_id, stage, values in connection.execute(query, params)
+    ]
+    kept = rows
+    if guards is not None and rows:
+        may_act = Prefilter(guards, columns).may_act([r[1] for r in rows], [r[2] for r in rows])
+        kept = [row for row, keep in zip(rows, may_act.tolist(), strict=True) if keep]
     found = []
-    for account_id, stage, values in connection.execute(query, params):
+    for account_id, stage, extracted in kept:
         # every map a condition reads is there, empty if need be, as in the full state
         context: dict[str, Any] = {variable: {} for variable, _ in columns}
         if "stage" in fields:
             context["stage"] = stage or ""
-        extracted = orjson.loads(values) if values else []
         for (variable, name), value in zip(columns, extracted, strict=False):
             if value is None:
                 continue
@@ -452,4 +474,4 @@ def load_contexts(
             else:
                 context[variable][name] = value
         found.append((account_id, stage, context))
-    return found
+    return Contexts(len(rows), found)

@@ -12,6 +12,8 @@ from typer.testing import CliRunner
 from tenure.cli import app
 from tenure.demo import run_demo
 from tenure.identity import find_profile
+from tenure.lifecycle import Unavailable
+from tenure.measure._kpis import kpi_report
 from tenure.project import Project
 from tenure.store import list_quarantined
 
@@ -111,5 +113,19 @@ def test_simulated_demo_loads_cleanly_and_is_repeatable(tmp_path: Path) -> None:
         ).column("source")
         assert set(sources.to_pylist()) == {"segment", "stripe", "zendesk"}
         assert find_profile(project.warehouse, first.example_profile).account is not None
+        # the project reads the simulated marketing spend: CAC payback for the window's
+        # cohorts, none for the customers who signed up before it
+        assert project.config.measure.spend == "simulation/finance/marketing_spend.csv"
+        end = dt.datetime.combine(first.simulation.end, dt.time(), tzinfo=dt.UTC)
+        kpis = kpi_report(project, as_of=end)
+        window = [c for c in kpis.cohorts if c.cohort >= first.simulation.start]
+        assert len(window) == 6
+        assert all(c.cac > 0 and c.cac_payback_months > 0 for c in window)  # type: ignore[operator]
+        earlier = kpis.cohorts[0]  # an initial customer's
+        assert earlier.cohort < first.simulation.start
+        assert earlier.cac == Unavailable(
+            f"no spend row for {earlier.cohort:%Y-%m} in the spend data"
+        )
+        assert isinstance(kpis.cac_payback_months, float)
     again = run_demo(root, accounts=120, months=6, seed=3)
     assert (again.ingest.loaded, again.ingest.duplicates) == (0, first.ingest.loaded)

@@ -485,3 +485,34 @@ def test_snapshots_mid_run_show_the_exports_as_they_stand(tmp_path: Path) -> Non
 
 def _utc(text: object) -> dt.datetime:
     return dt.datetime.fromisoformat(str(text)).replace(tzinfo=dt.UTC)
+
+
+def test_marketing_spend_is_the_cost_of_the_leads_the_events_show(tmp_path: Path) -> None:
+    """``finance/marketing_spend.csv``: per month and channel that costs anything, the
+    cost of the leads of that month's funnel; over the window, as many leads per channel
+    as ``Lead Created`` events carry that ``lead_source``. tenure reads it as spend."""
+    from tenure.measure._spend import read_spend
+
+    config = SMALL.model_copy(update={"months": 6})
+    simulate(tmp_path / "out", config, seed=5)
+    path = tmp_path / "out" / "finance" / "marketing_spend.csv"
+    rows = pa_csv.read_csv(
+        path, convert_options=pa_csv.ConvertOptions(column_types={"month": pa.string()})
+    ).to_pylist()
+    paid = ("paid", "referral", "events")  # organic leads cost nothing: no rows
+    months = [f"2024-{m:02d}" for m in range(1, 7)]
+    assert [(r["month"], r["channel"]) for r in rows] == [(m, c) for m in months for c in paid]
+    events = pa.concat_tables(
+        pq.read_table(p, columns=["event", "properties"])
+        for p in sorted((tmp_path / "out" / "events").glob("*.parquet"))
+    )
+    leads = events.filter(pc.equal(events["event"], "Lead Created"))
+    sources = [json.loads(p)["lead_source"] for p in leads["properties"].to_pylist()]
+    cost = dict(zip(("organic", *paid), config.acquisition.cost_per_lead, strict=True))
+    for channel in paid:
+        spent = sum(r["amount"] for r in rows if r["channel"] == channel)
+        assert spent == sources.count(channel) * cost[channel] > 0
+    assert sources.count("organic") > 0
+    spend = read_spend(path, root=tmp_path)
+    assert [f"{m:%Y-%m}" for m in spend.by_month] == months
+    assert sum(spend.by_month.values()) == pytest.approx(sum(r["amount"] for r in rows))

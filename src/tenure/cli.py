@@ -467,6 +467,8 @@ def simulate(
         f"ingest with a clock at or after {report.end}: "
         f"tenure ingest {out_dir / 'events'} {out_dir / 'exports'} (never {out_dir / 'truth'})"
     )
+    spend = out_dir / "finance" / "marketing_spend.csv"
+    out.print(f"acquisition spend for CAC payback (measure.spend): {spend}", highlight=False)
 
 
 # -------------------------------------------------------------------- demo

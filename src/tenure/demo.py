@@ -3,7 +3,8 @@
 By default the company is simulated (:mod:`tenure.simulate`, 2,000 accounts
 over 24 months): its events and exports are written to ``simulation/`` in the
 project, ingested as of the end of the simulated window, and stitched; the
-ground truth stays in ``simulation/truth`` for evaluation. Then the intelligence
+ground truth stays in ``simulation/truth`` for evaluation, and the project's
+``measure.spend`` reads the simulated marketing spend for CAC payback. Then the intelligence
 steps run as of that end: build features, train the churn, survival and retention
 models, and score every customer. ``sample=True`` loads
 the small bundled sample instead (eight accounts, hand-made exports with a
@@ -42,6 +43,9 @@ from tenure.project import Clock, Project, init_project
 from tenure.simulate import SimulationReport, load_simulation_config, simulate
 
 __all__ = ["DemoResult", "run_demo", "sample_dir"]
+
+#: Where the simulator's acquisition spend lands in the demo project (``measure.spend``).
+_SPEND = "simulation/finance/marketing_spend.csv"
 
 _SOURCES = """sources:
   # the sample's HubSpot exports carry a custom "Product Account ID" property;
@@ -85,6 +89,12 @@ def _sample_config() -> str:
     return text[: text.index("sources: {}")] + _SOURCES
 
 
+def _simulation_config() -> str:
+    """The default project file, reading the simulated marketing spend for CAC payback."""
+    commented = "  # spend: finance/marketing_spend.csv\n"
+    return default_config_text().replace(commented, f"  spend: {_SPEND}\n")
+
+
 def _busiest_user(project: Project) -> str:
     """A user id of the profile with the most events: a good first `tenure profile`."""
     profiles = project.warehouse.table("profiles")
@@ -124,6 +134,8 @@ def run_demo(
         # office hours in Europe and the Americas, so the demo's emails are not all
         # held back by quiet hours (Asia-Pacific customers' are)
         end = dt.datetime.combine(simulated.end, dt.time(14), tzinfo=dt.UTC)
+        if not (directory / CONFIG_FILENAME).exists():
+            (directory / CONFIG_FILENAME).write_text(_simulation_config(), encoding="utf-8")
         project = init_project(directory, clock=clock or _fixed(end), examples=True)
         inputs = [out / "events", out / "exports"]
     try:

@@ -71,6 +71,9 @@ class AcquisitionParams(_Params):
     annual_share: tuple[float, float, float] = (0.2, 0.45, 0.8)
     #: Share of leads by channel: organic search, paid search, referral, events.
     channel_mix: tuple[float, float, float, float] = (0.45, 0.25, 0.15, 0.15)
+    #: What one lead costs, by channel as in channel_mix, in USD: the acquisition spend
+    #: written to ``finance/marketing_spend.csv`` (a channel costing 0 gets no rows).
+    cost_per_lead: tuple[float, float, float, float] = (0.0, 500.0, 100.0, 800.0)
     #: Mean anonymous web pages a prospect views before the lead is created (at least one).
     web_pages_per_prospect: float = Field(default=3.0, ge=1)
     #: The first anonymous visit falls on one of this many days before the lead.
@@ -93,6 +96,8 @@ class AcquisitionParams(_Params):
             raise ValueError(
                 f"channel_mix must be four non-negative shares summing to 1, got {self.channel_mix}"
             )
+        if min(self.cost_per_lead) < 0:
+            raise ValueError(f"cost_per_lead must be non-negative, got {self.cost_per_lead}")
         return self
 
 

@@ -17,7 +17,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tenure.simulate._config import SimulationConfig
+from tenure.simulate._config import AcquisitionParams, SimulationConfig
 from tenure.simulate._world import MonthFacts, World
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "anonymous_id",
     "event_blocks",
     "fmt_time",
+    "lead_channels",
     "trial_accounts",
     "trial_span",
     "user_email",
@@ -532,20 +533,37 @@ class _FunnelDraws(NamedTuple):
     visits: WebVisits  # visitors index the tracked deals, then the tracked extra leads
 
 
+def _web_rng(facts: MonthFacts) -> np.random.Generator:
+    """The month's generator of web draws: its own, so the world's draws stay as they were."""
+    return np.random.default_rng(
+        [facts.month, int(facts.opp_close_ts.sum() + facts.extra_lead_ts.sum()) % 2**62]
+    )
+
+
+def _draw_channels(
+    web_rng: np.random.Generator, acq: AcquisitionParams, facts: MonthFacts
+) -> tuple[Ints, Ints]:
+    mix = np.asarray(acq.channel_mix)
+    opp_channel = web_rng.choice(len(CHANNELS), len(facts.opp_won), p=mix).astype(np.int64)
+    extra_channel = web_rng.choice(len(CHANNELS), len(facts.extra_lead_prospect), p=mix).astype(
+        np.int64
+    )
+    return opp_channel, extra_channel
+
+
+def lead_channels(config: SimulationConfig, facts: MonthFacts) -> tuple[Ints, Ints]:
+    """The channel (index into :data:`CHANNELS`) of each lead of the month's deals and of
+    each of its other leads: the first web draws, the same as the events carry."""
+    return _draw_channels(_web_rng(facts), config.acquisition, facts)
+
+
 def _funnel_draws(world: World, facts: MonthFacts) -> tuple[_FunnelDraws, Ints]:
     """The month's web draws, and each new user's seconds from their signup page view to their
     signup: all drawn before any block, so the events do not depend on the block size."""
     acq = world.config.acquisition
     won = facts.opp_won
-    # web draws come from their own generator, so the world's draws stay as they were
-    web_rng = np.random.default_rng(
-        [facts.month, int(facts.opp_close_ts.sum() + facts.extra_lead_ts.sum()) % 2**62]
-    )
-    mix = np.asarray(acq.channel_mix)
-    opp_channel = web_rng.choice(len(CHANNELS), len(won), p=mix).astype(np.int64)
-    extra_channel = web_rng.choice(len(CHANNELS), len(facts.extra_lead_prospect), p=mix).astype(
-        np.int64
-    )
+    web_rng = _web_rng(facts)
+    opp_channel, extra_channel = _draw_channels(web_rng, acq, facts)
     # anonymous visits before the lead: every buyer's, and a share of the others'
     tracked = won | (web_rng.random(len(won)) < acq.anonymous_lead_share)
     extra_tracked = web_rng.random(len(extra_channel)) < acq.anonymous_lead_share

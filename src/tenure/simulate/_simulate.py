@@ -17,7 +17,14 @@ import pyarrow.parquet as pq
 
 from tenure.errors import ConfigError, ConfigProblem
 from tenure.simulate._config import SimulationConfig
-from tenure.simulate._emit import MessageBatch, account_id, event_blocks, trial_accounts
+from tenure.simulate._emit import (
+    CHANNELS,
+    MessageBatch,
+    account_id,
+    event_blocks,
+    lead_channels,
+    trial_accounts,
+)
 from tenure.simulate._files import EventFile, ExportWriter, corrupt, read_text_csv, rows_as_of
 from tenure.simulate._interventions import (
     ACTION_TYPES,
@@ -178,6 +185,8 @@ class Simulation:
         self._cost = self._forgone = 0.0
         self._mrr_start = self._cohort_mrr = 0.0
         self._cohort = np.zeros(0, np.int64)
+        #: (month, channel, amount) of acquisition spend, written by finish()
+        self._spend: list[tuple[str, str, float]] = []
         self._truth = pq.ParquetWriter(
             self._truth_dir / "account_months.parquet", _ACCOUNT_MONTHS, compression="zstd"
         )
@@ -314,6 +323,7 @@ class Simulation:
             invoices, tickets = self._exports.invoice_count, self._exports.ticket_count
         finally:
             self._close()
+        _write_spend(self.out_dir / "finance" / "marketing_spend.csv", self._spend)
         world, config = self.world, self.config
         s = world.state
         alive_end = np.flatnonzero(s.churn_ts[: s.n] < 0).astype(np.int64)
@@ -382,6 +392,7 @@ class Simulation:
                 events += table.num_rows
                 self._malformed += len(rows)
         self._events += events
+        self._spend.extend(_month_spend(config, facts))
         self._exports.month(world, facts, self._side)
         acc = facts.truth_account
         churn_ts = world.state.churn_ts[acc]
@@ -482,6 +493,26 @@ class Simulation:
             "discount_forgone": forgone[acc],
         }
         self._effects.write_table(pa.table(columns, schema=_EFFECTS))
+
+
+def _month_spend(config: SimulationConfig, facts: MonthFacts) -> list[tuple[str, str, float]]:
+    """The month's acquisition spend per channel that costs anything: the cost of the
+    leads of the deals closed in the month and of its other leads."""
+    month = str(np.datetime64(config.start, "M") + facts.month)
+    leads = np.bincount(np.concatenate(lead_channels(config, facts)), minlength=len(CHANNELS))
+    cost = config.acquisition.cost_per_lead
+    return [
+        (month, channel, round(float(leads[k]) * cost[k], 2))
+        for k, channel in enumerate(CHANNELS)
+        if cost[k] > 0
+    ]
+
+
+def _write_spend(path: Path, rows: list[tuple[str, str, float]]) -> None:
+    """The marketing spend export: ``month,channel,amount``, one row per month and channel."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["month,channel,amount", *(f"{m},{c},{amount:.2f}" for m, c, amount in rows)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def _month_column(config: SimulationConfig, month: int, n: int) -> pa.Array:

@@ -10,7 +10,7 @@ the log-parameters.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import ClassVar, Self, TypeAlias
+from typing import Any, ClassVar, Self, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
@@ -110,6 +110,10 @@ class MaximumLikelihoodModel(Estimator):
     def _search_start(self, data: tuple[FloatArray, ...], weights: FloatArray) -> FloatArray:
         return np.zeros(len(self._param_names))
 
+    def _search_starts(self, data: tuple[FloatArray, ...], weights: FloatArray) -> list[FloatArray]:
+        """Where the optimiser starts; the best optimum found from any of them is kept."""
+        return [self._search_start(data, weights)]
+
     def _search_bounds(self) -> list[tuple[float, float]]:
         return [_LOG_PARAM_BOUNDS] * len(self._param_names)
 
@@ -156,26 +160,34 @@ class MaximumLikelihoodModel(Estimator):
             return value + self.penalizer * float(log_params @ log_params)
 
         bounds = self._search_bounds()
-        result = minimize(
-            objective,
-            self._search_start(data, weights),
-            method="L-BFGS-B",
-            bounds=bounds,
-            options={"maxiter": self.max_iter, "ftol": self.tol, "gtol": self.tol * 100},
-        )
-        if not result.success:
-            # Finite-difference gradients can stall L-BFGS-B's line search near a flat
-            # optimum; the derivative-free simplex finishes the job from where it stopped.
+        best: tuple[float, Any, bool] | None = None
+        for start in self._search_starts(data, weights):
             result = minimize(
                 objective,
-                result.x,
-                method="Nelder-Mead",
+                start,
+                method="L-BFGS-B",
                 bounds=bounds,
-                options={"maxiter": self.max_iter * 10, "xatol": 1e-8, "fatol": self.tol},
+                options={"maxiter": self.max_iter, "ftol": self.tol, "gtol": self.tol * 100},
             )
+            if not result.success:
+                # Finite-difference gradients can stall L-BFGS-B's line search near a flat
+                # optimum; the derivative-free simplex finishes the job from where it stopped.
+                result = minimize(
+                    objective,
+                    result.x,
+                    method="Nelder-Mead",
+                    bounds=bounds,
+                    options={"maxiter": self.max_iter * 10, "xatol": 1e-8, "fatol": self.tol},
+                )
+            converged = bool(result.success) or _stationary(objective, result.x, bounds)
+            value = float(result.fun)
+            # the lowest objective wins; a converged run over one that did not
+            if best is None or (converged, -value) > (best[2], -best[0]):
+                best = (value, result, converged)
+        assert best is not None  # at least one start
+        _, result, converged = best
         params = self._params_at(result.x)
         log_likelihood = float(weights @ self._log_likelihood_terms(params, data))
-        converged = result.success or _stationary(objective, result.x, bounds)
         if not (converged and np.isfinite(log_likelihood)):
             raise ModelError(
                 f"{name} did not converge: {result.message}",

@@ -114,13 +114,22 @@ class ShiftedBetaGeometric(MaximumLikelihoodModel):
     # α+β grows with the mean fixed (the homogeneous, geometric limit): a ridge along
     # which an optimiser on (log α, log β) crawls until it runs out of iterations.
     # In this space the ridge is one bounded coordinate; at its bound (α+β = e^16 ≈ 9e6)
-    # the Beta is a point mass for any purpose, and the fit converges there.
+    # the Beta is a point mass for any purpose, and the fit converges there. The slope
+    # along the ridge is so small that an optimiser may still stop partway (how far
+    # depends on the scipy version): a second start at the bound, the geometric limit,
+    # finds the limit whenever it is the better fit.
     def _search_start(self, data: tuple[FloatArray, ...], weights: FloatArray) -> FloatArray:
         t, churned = data
         exposure = float(weights @ np.maximum(t, 1.0))
         rate = float(weights @ churned) / exposure if exposure > 0 else 0.5
         rate = min(max(rate, 1e-4), 1 - 1e-4)
         return np.array([np.log(rate / (1 - rate)), 0.0])
+
+    def _search_starts(self, data: tuple[FloatArray, ...], weights: FloatArray) -> list[FloatArray]:
+        start = self._search_start(data, weights)
+        at_limit = start.copy()
+        at_limit[1] = self._search_bounds()[1][1]
+        return [start, at_limit]
 
     def _search_bounds(self) -> list[tuple[float, float]]:
         return [(-30.0, 30.0), (-20.0, 16.0)]

@@ -29,6 +29,8 @@ from tenure.project import Project, init_project
 from tests._lake import load_events
 
 CUTOFF = dt.datetime(2024, 6, 1, tzinfo=dt.UTC)
+#: The onboarding milestones these tests configure (``lifecycle.onboarding_milestones``).
+MILESTONES = ["Integration Connected", "Dashboard Created", "Report Scheduled"]
 
 
 def at(days_before: float, cutoff: dt.datetime = CUTOFF) -> dt.datetime:
@@ -84,6 +86,11 @@ def account_history() -> list[dict[str, Any]]:
     events = [
         identify("u1", "ann@acme.example", g, at(400)),
         identify("u2", "bob@acme.example", g, at(399)),
+        # u1 created the account, and did two of the three milestones (one twice)
+        track("Account Created", at(400), user="u1", group=g),
+        track("Integration Connected", at(390), user="u1", group=g),
+        track("Dashboard Created", at(380), user="u2", group=g),
+        track("Dashboard Created", at(300), user="u1", group=g),
         # a yearly subscription started 400 days before the cutoff
         track(
             "Subscription Started", at(400), user="u1", group=g, mrr=100, seats=5, interval="year"
@@ -155,7 +162,7 @@ def account_id(project: Project) -> str:
 def frame_at(project: Project, cutoffs: list[dt.datetime]) -> pd.DataFrame:
     account = account_id(project)
     pairs = pd.DataFrame({"entity_id": [account] * len(cutoffs), "cutoff": cutoffs})
-    return feature_frame(project.warehouse, pairs, feature_set())
+    return feature_frame(project.warehouse, pairs, feature_set(milestones=MILESTONES))
 
 
 def test_every_builtin_feature_has_its_hand_computed_value(acme: Project) -> None:
@@ -170,6 +177,8 @@ def test_every_builtin_feature_has_its_hand_computed_value(acme: Project) -> Non
         "days_since_last_login": 1.5,
         "invites_30d": 1,
         "users_removed_90d": 0,
+        "champion_left": 0,
+        "milestones_done": 2,
         "tickets_30d": 2,
         "tickets_open": 2,  # t1 and t3
         "urgent_tickets_open": 1,  # t1
@@ -201,7 +210,9 @@ def test_features_are_zero_or_missing_for_an_account_without_events(acme: Projec
 def _later_events(start: dt.datetime, seed: int) -> list[dict[str, Any]]:
     """Events of every kind the features read, at *start* exactly or after it."""
     rng = random.Random(seed)
-    kinds = sorted({e for d in BUILTIN_FEATURES for e in [*d.events, *d.close_events]})
+    kinds = sorted(
+        {e for d in BUILTIN_FEATURES for e in [*d.events, *d.close_events]} | set(MILESTONES)
+    )
     later = []
     for n in range(150):
         when = start + dt.timedelta(days=rng.choice([0.0, rng.uniform(0, 200)]))
@@ -242,6 +253,58 @@ def test_an_event_at_or_after_the_cutoff_changes_no_feature(acme: Project) -> No
     touched = frame_at(acme, [later_cutoff]).iloc[0]
     assert untouched["logins_30d"] == 0
     assert touched["logins_30d"] > 0
+
+
+def test_champion_left_is_the_accounts_creator_removed_within_90_days(
+    sqlite_project: Project,
+) -> None:
+    """acct_2: created by u5; u6 (not the creator) removed 10 days before the cutoff, u5
+    40 days before. acct_3: its creator removed before creating it (a re-created account)."""
+    load_events(
+        sqlite_project,
+        "r",
+        [
+            identify("u5", "eve@two.example", "acct_2", at(300)),
+            identify("u6", "fay@two.example", "acct_2", at(299)),
+            track("Account Created", at(300), user="u5", group="acct_2"),
+            track("Account Removed User", at(40), user="u5", group="acct_2"),
+            track("Account Removed User", at(10), user="u6", group="acct_2"),
+            identify("u7", "gus@three.example", "acct_3", at(300)),
+            track("Account Removed User", at(200), user="u7", group="acct_3"),
+            track("Account Created", at(100), user="u7", group="acct_3"),
+        ],
+    )
+    stitch(sqlite_project)
+    backend = sqlite_project.warehouse.backend
+    rows = backend.to_pyarrow(backend.table("accounts")).to_pylist()
+    two = next(r["account_id"] for r in rows if "acct_2" in r["group_ids"])
+    three = next(r["account_id"] for r in rows if "acct_3" in r["group_ids"])
+    cutoffs = [at(41), at(39), CUTOFF, CUTOFF + dt.timedelta(days=49), at(-51)]
+    pairs = pd.DataFrame(
+        {"entity_id": [two] * len(cutoffs) + [three], "cutoff": [*cutoffs, CUTOFF]}
+    )
+    frame = feature_frame(sqlite_project.warehouse, pairs, feature_set())
+    by_pair = frame.set_index(["entity_id", "cutoff"])
+    left = [by_pair.loc[(two, c), "champion_left"] for c in cutoffs]
+    # before the creator left, just after, at the cutoff, 89 and 91 days after it left
+    assert left == [0, 1, 1, 1, 0]
+    assert by_pair.loc[(three, CUTOFF), "champion_left"] == 0  # removed before creating
+    removed = [by_pair.loc[(two, c), "users_removed_90d"] for c in cutoffs[:3]]
+    assert removed == [0, 1, 2]
+    reason = feature_set().get("champion_left").render_reason(1)
+    assert reason == "the account's creator, its first champion, left in the last 90 days"
+
+
+def test_milestones_done_is_a_builtin_only_while_milestones_are_configured() -> None:
+    assert "milestones_done" not in [d.name for d in feature_set().definitions]
+    chosen = feature_set(milestones=MILESTONES)
+    found = chosen.get("milestones_done")
+    assert found.events == MILESTONES
+    assert found.render_reason(2) == "2 of 3 onboarding milestones done"
+    settings = FeatureSettings(disable=["milestones_done"])
+    assert "milestones_done" not in [
+        d.name for d in feature_set(settings, milestones=MILESTONES).definitions
+    ]
 
 
 def test_a_project_defines_its_own_feature_in_its_file(tmp_path: Path) -> None:
@@ -381,5 +444,7 @@ def test_public_names() -> None:
         "feature_frame",
         "feature_set",
         "features_table",
+        "milestones_feature",
         "parse_window",
+        "project_features",
     ]

@@ -54,10 +54,10 @@ def parse_as_of(text: str | None, default: dt.datetime) -> dt.datetime:
 
 def features(project_dir: ProjectOption = None, json_out: JsonOption = False) -> None:
     """List the features the build computes, with their windows and hashes."""
-    from tenure.features import definition_hash, feature_set
+    from tenure.features import definition_hash, project_features
 
     with errors(), project(project_dir) as opened:
-        chosen = feature_set(opened.config.features, source=str(opened.config_path))
+        chosen = project_features(opened)
     rows: list[dict[str, Any]] = [
         {
             "name": d.name,

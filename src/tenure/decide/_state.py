@@ -218,7 +218,7 @@ def _features_hash(hashes: dict[str, str]) -> str:
 
 def build_states(project: Project, *, as_of: dt.datetime) -> list[CustomerState]:
     """Every scored (else featured) account's state from the warehouse tables."""
-    from tenure.features import FeatureEntity, feature_set
+    from tenure.features import FeatureEntity, project_features
 
     accounts = _table(project, "accounts")
     if accounts is None or accounts.empty:
@@ -229,7 +229,7 @@ def build_states(project: Project, *, as_of: dt.datetime) -> list[CustomerState]
     features = _table(project, "features_account")
     contacts = _contacts(_table(project, "profiles"))
     uplift = _uplift(_table(project, "uplift_scores"))
-    hashes = feature_set(project.config.features).hashes(FeatureEntity.ACCOUNT)
+    hashes = project_features(project).hashes(FeatureEntity.ACCOUNT)
     features_hash = _features_hash(hashes)
 
     def by_id(frame: pd.DataFrame | None, column: str) -> dict[str, dict[str, Any]]:

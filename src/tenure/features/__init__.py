@@ -15,6 +15,7 @@ from tenure.features._build import (
     feature_frame,
     feature_set,
     features_table,
+    project_features,
 )
 from tenure.features._compile import compile_features
 from tenure.features._definitions import (
@@ -23,6 +24,7 @@ from tenure.features._definitions import (
     FeatureDefinition,
     FeatureEntity,
     definition_hash,
+    milestones_feature,
     parse_window,
 )
 
@@ -42,5 +44,7 @@ __all__ = [
     "feature_frame",
     "feature_set",
     "features_table",
+    "milestones_feature",
     "parse_window",
+    "project_features",
 ]

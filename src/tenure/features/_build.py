@@ -25,6 +25,7 @@ from tenure.features._definitions import (
     FeatureDefinition,
     FeatureEntity,
     definition_hash,
+    milestones_feature,
 )
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 
     # config validates feature definitions, so it imports this package: no cycle at run time
     from tenure.config import FeatureSettings
+    from tenure.project import Project
     from tenure.warehouse import Warehouse
 
 __all__ = [
@@ -42,6 +44,7 @@ __all__ = [
     "feature_frame",
     "feature_set",
     "features_table",
+    "project_features",
 ]
 
 _ENTITY_COLUMN = {FeatureEntity.ACCOUNT: "account_id", FeatureEntity.PERSON: "profile_id"}
@@ -72,21 +75,29 @@ class FeatureSet:
 
 
 def feature_set(
-    settings: FeatureSettings | None = None, *, source: str = "tenure.yaml"
+    settings: FeatureSettings | None = None,
+    *,
+    milestones: Sequence[str] = (),
+    source: str = "tenure.yaml",
 ) -> FeatureSet:
-    """The built-ins minus ``disable`` plus ``define``; every problem reported at once."""
+    """The built-ins minus ``disable`` plus ``define``; every problem reported at once.
+
+    With onboarding *milestones* (``lifecycle.onboarding_milestones``) the built-ins
+    include ``milestones_done``.
+    """
     if settings is None:
         from tenure.config import FeatureSettings
 
         settings = FeatureSettings()
     problems: list[ConfigProblem] = []
-    builtin_names = {d.name for d in BUILTIN_FEATURES}
+    builtins = [*BUILTIN_FEATURES, *([milestones_feature(list(milestones))] if milestones else [])]
+    builtin_names = {d.name for d in builtins}
     for index, name in enumerate(settings.disable):
         if name not in builtin_names:
             problems.append(
                 ConfigProblem(f"features.disable[{index}]", "a built-in feature name", name)
             )
-    kept = [d for d in BUILTIN_FEATURES if d.name not in set(settings.disable)]
+    kept = [d for d in builtins if d.name not in set(settings.disable)]
     seen = {d.name for d in kept}
     for index, definition in enumerate(settings.define):
         if definition.name in seen:
@@ -275,3 +286,12 @@ def _atomic_write(path: Path, data: bytes) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
+
+
+def project_features(project: Project) -> FeatureSet:
+    """The features *project* computes: its ``features`` settings and its milestones."""
+    return feature_set(
+        project.config.features,
+        milestones=project.config.lifecycle.onboarding_milestones,
+        source=str(project.config_path),
+    )

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["FACT_COLUMNS", "compile_features", "prepare_facts"]
 
 FACT_COLUMNS = ("entity_id", "user", "event", "timestamp", "properties", "sentiment")
-_BUILTIN_FIELDS = {"user", "sentiment"}
+_BUILTIN_FIELDS = {"user", "event", "sentiment"}
 _SECONDS_PER_DAY = 86_400.0
 _YEARLY = ["year", "yearly", "annual", "annually", "y"]
 
@@ -85,6 +85,8 @@ def compile_features(
     for members in groups.values():
         if members[0].aggregation is Aggregation.OPEN_ITEMS:
             part = _open_items(facts, base, members[0])
+        elif members[0].aggregation is Aggregation.CLOSED_ITEMS:
+            part = _closed_items(facts, base, members[0])
         else:
             part = _aggregate(facts, base, members)
         result = result.left_join(part, ["entity_id", "cutoff"]).drop(
@@ -103,8 +105,8 @@ def compile_features(
 
 
 def _group_key(definition: FeatureDefinition) -> tuple[str, ...]:
-    if definition.aggregation is Aggregation.OPEN_ITEMS:
-        return ("open_items", definition.name)
+    if definition.aggregation in (Aggregation.OPEN_ITEMS, Aggregation.CLOSED_ITEMS):
+        return (definition.aggregation.value, definition.name)
     return (
         "aggregate",
         ",".join(sorted(definition.events)),
@@ -148,8 +150,8 @@ def _matches(joined: ir.Table, where: dict[str, object]) -> ir.BooleanValue:
 
 
 def _text(joined: ir.Table, field: str) -> ir.StringValue:
-    if field == "user":
-        return joined.user
+    if field in ("user", "event"):
+        return joined[field]
     return joined[_property_column(field, "t")]
 
 
@@ -245,6 +247,27 @@ def _open_items(facts: ir.Table, base: ir.Table, definition: FeatureDefinition) 
     still_open = (per_item.opened > 0) & (per_item.closed == 0)
     return per_item.group_by(["entity_id", "cutoff"]).aggregate(
         **{definition.name: per_item.item.count(where=still_open)}
+    )
+
+
+def _closed_items(facts: ir.Table, base: ir.Table, definition: FeatureDefinition) -> ir.Table:
+    """Items opened at any time in the lookback and closed, after that, within the window."""
+    assert definition.key is not None
+    events = [*definition.events, *definition.close_events]
+    joined = _joined(facts, base, events, definition.lookback_days)
+    opening = joined.event.isin(definition.events)
+    if definition.where:
+        opening = opening & _matches(joined, dict(definition.where))
+    closing = joined.event.isin(definition.close_events) & (joined.age < definition.window_days)
+    items = joined.mutate(item=_text(joined, definition.key))
+    items = items.filter(items.item.notnull())
+    per_item = items.group_by(["entity_id", "cutoff", "item"]).aggregate(
+        opened=items.timestamp.min(where=opening.fill_null(False)),
+        closed=items.timestamp.max(where=closing),
+    )
+    ended = per_item.opened.notnull() & (per_item.closed > per_item.opened).fill_null(False)
+    return per_item.group_by(["entity_id", "cutoff"]).aggregate(
+        **{definition.name: per_item.item.count(where=ended)}
     )
 
 

@@ -22,6 +22,7 @@ __all__ = [
     "FeatureDefinition",
     "FeatureEntity",
     "definition_hash",
+    "milestones_feature",
     "parse_window",
 ]
 
@@ -52,6 +53,9 @@ class Aggregation(enum.StrEnum):
     CHANGE_PCT = "change_pct"  # count (or sum) this window vs the window before, in %
     WEEKLY_TREND = "weekly_trend"  # least-squares slope of weekly counts / mean week
     OPEN_ITEMS = "open_items"  # items opened (``key``) and not closed by ``close_events``
+    #: items (``key``) opened by ``events`` at any time in the lookback and closed by
+    #: ``close_events`` within the window, after they were opened
+    CLOSED_ITEMS = "closed_items"
     DAYS_TO_RENEWAL = "days_to_renewal"  # from the latest start event and its ``interval``
     RATIO = "ratio"  # of two other features: numerator / denominator
 
@@ -82,11 +86,11 @@ class FeatureDefinition(BaseModel):
     """One feature: the events it reads, the window before the cutoff, the aggregation.
 
     ``field`` names an event property (``amount``) or one of the columns every
-    event has: ``user`` (the person), ``sentiment`` (of the event's text, when it
-    has any). ``where`` keeps events whose property equals the value (or one of
-    the values of a list). ``reason`` renders the feature in a churn reason, with
-    ``{value}``, ``{abs_value}``, ``{pct}`` or ``{abs_pct}`` and an optional format
-    spec, e.g. ``"logins down {abs_pct:.0f} % over 30 days"``.
+    event has: ``user`` (the person), ``event`` (its name), ``sentiment`` (of the
+    event's text, when it has any). ``where`` keeps events whose property equals
+    the value (or one of the values of a list). ``reason`` renders the feature in a
+    churn reason, with ``{value}``, ``{abs_value}``, ``{pct}`` or ``{abs_pct}`` and
+    an optional format spec, e.g. ``"logins down {abs_pct:.0f} % over 30 days"``.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -157,6 +161,8 @@ class FeatureDefinition(BaseModel):
             raise ValueError(f"aggregation {agg.value} needs field (an event property)")
         if agg is Aggregation.OPEN_ITEMS and not (self.key and self.close_events):
             raise ValueError("open_items needs key (the item's property) and close_events")
+        if agg is Aggregation.CLOSED_ITEMS and not (self.key and self.close_events):
+            raise ValueError("closed_items needs key (the item's property) and close_events")
         if agg is Aggregation.DAYS_TO_RENEWAL and not self.field:
             raise ValueError("days_to_renewal needs field (the billing interval property)")
         return self
@@ -300,6 +306,18 @@ BUILTIN_FEATURES: tuple[FeatureDefinition, ...] = (
         reason="{value:.0f} users removed in the last 90 days",
     ),
     _f(
+        name="champion_left",
+        aggregation="closed_items",
+        events=["Account Created"],
+        close_events=["Account Removed User"],
+        key="user",
+        window="90d",
+        lookback="3650d",
+        description="the user who created the account (its first champion) was removed in "
+        "the last 90 days",
+        reason="the account's creator, its first champion, left in the last 90 days",
+    ),
+    _f(
         name="tickets_30d",
         aggregation="count",
         events=["Ticket Created"],
@@ -428,3 +446,18 @@ BUILTIN_FEATURES: tuple[FeatureDefinition, ...] = (
         reason="renewal in {value:.0f} days",
     ),
 )
+
+
+def milestones_feature(milestones: list[str]) -> FeatureDefinition:
+    """``milestones_done``: how many of the onboarding *milestones* (event names, from
+    ``lifecycle.onboarding_milestones``) the account has done, ever before the cutoff.
+    A built-in while milestones are configured (:func:`tenure.features.feature_set`)."""
+    return FeatureDefinition(
+        name="milestones_done",
+        aggregation=Aggregation.COUNT_DISTINCT,
+        events=list(milestones),
+        field="event",
+        window="3650d",
+        description=f"onboarding milestones done, of {len(milestones)}",
+        reason=f"{{value:.0f}} of {len(milestones)} onboarding milestones done",
+    )

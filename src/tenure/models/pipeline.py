@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from tenure.features import FeatureBuild, FeatureEntity, build_features, feature_set
+from tenure.features import FeatureBuild, FeatureEntity, build_features, project_features
 from tenure.lifecycle import HISTORY_TABLE, StageBuild, build_stages
 from tenure.models._funnel import score_funnel, train_funnel
 from tenure.models._score import SCORES_TABLE, ScoreReport, ScoringSettings
@@ -60,7 +60,7 @@ def build(project: Project, *, as_of: dt.datetime) -> BuildReport:
     started = time.perf_counter()
     scored = score_event_sentiment(project.warehouse)
     seconds["sentiment"] = time.perf_counter() - started
-    chosen = feature_set(project.config.features, source=str(project.config_path))
+    chosen = project_features(project)
     builds = []
     for entity in project.config.features.entities:
         started = time.perf_counter()
@@ -116,7 +116,7 @@ def train(
     (:mod:`tenure.models._train`), then the funnel's opportunity-win and
     lead-conversion models (:mod:`tenure.models._funnel`); one report for all.
     """
-    chosen = feature_set(project.config.features, source=str(project.config_path))
+    chosen = project_features(project)
     settings = settings or TrainingSettings()
     registry = registry_for(project)
     churn = train_churn(
@@ -152,7 +152,7 @@ def score(
     project: Project, *, as_of: dt.datetime, settings: ScoringSettings | None = None
 ) -> ScoreReport:
     """Score every customer (``scores``), open opportunity and lead at *as_of*."""
-    chosen = feature_set(project.config.features, source=str(project.config_path))
+    chosen = project_features(project)
     registry = registry_for(project)
     report = score_warehouse(project.warehouse, registry, chosen, as_of=as_of, settings=settings)
     funnel = score_funnel(project.warehouse, registry, as_of=as_of)

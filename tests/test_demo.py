@@ -11,10 +11,12 @@ from typer.testing import CliRunner
 
 from tenure.cli import app
 from tenure.demo import run_demo
+from tenure.features import project_features
 from tenure.identity import find_profile
 from tenure.lifecycle import Unavailable
 from tenure.measure._kpis import kpi_report
 from tenure.project import Project
+from tenure.simulate import SimulationConfig
 from tenure.store import list_quarantined
 
 from .conftest import fixed_clock
@@ -127,5 +129,9 @@ def test_simulated_demo_loads_cleanly_and_is_repeatable(tmp_path: Path) -> None:
             f"no spend row for {earlier.cohort:%Y-%m} in the spend data"
         )
         assert isinstance(kpis.cac_payback_months, float)
+        # and names the simulated onboarding milestones: a milestones_done feature
+        milestones = list(SimulationConfig().onboarding.milestones)
+        assert project.config.lifecycle.onboarding_milestones == milestones
+        assert project_features(project).get("milestones_done").events == milestones
     again = run_demo(root, accounts=120, months=6, seed=3)
     assert (again.ingest.loaded, again.ingest.duplicates) == (0, first.ingest.loaded)

@@ -27,6 +27,7 @@ from tenure.simulate import (
     ChurnParams,
     EventFormat,
     InterventionParams,
+    OnboardingParams,
     Simulation,
     SimulationConfig,
     SimulationReport,
@@ -61,9 +62,9 @@ def test_public_api_is_pinned() -> None:
     assert sorted(module.__all__) == [
         "AcquisitionParams", "Action", "ActionEffectParams", "ActionType", "BillingParams",
         "ChurnParams", "EventFormat", "ExpansionParams", "HealthParams", "InterventionParams",
-        "ResponseSegment", "Simulation", "SimulationConfig", "SimulationProgress",
-        "SimulationReport", "StepReport", "SupportParams", "SurveyParams", "UsageParams",
-        "load_simulation_config", "parse_simulation_config", "simulate",
+        "OnboardingParams", "ResponseSegment", "Simulation", "SimulationConfig",
+        "SimulationProgress", "SimulationReport", "StepReport", "SupportParams", "SurveyParams",
+        "UsageParams", "load_simulation_config", "parse_simulation_config", "simulate",
     ]  # fmt: skip
 
 
@@ -175,6 +176,48 @@ def test_truth_hazard_ranks_who_churns(tmp_path: Path) -> None:
     assert len(accounts) == 1500
     assert (accounts["realized_clv_discounted"] <= accounts["realized_revenue"] + 1e-6).all()
     assert (accounts.loc[accounts["churned"], "mrr"] == 0).all()
+
+
+def test_onboarding_milestones_follow_engagement_and_leave_the_world_as_it_was(
+    tmp_path: Path,
+) -> None:
+    config = SimulationConfig(accounts=1200, months=12)
+    none = OnboardingParams(milestones=(), reach_logit=(), median_days=())
+    simulate(tmp_path / "with", config, seed=9)
+    simulate(tmp_path / "without", config.model_copy(update={"onboarding": none}), seed=9)
+    milestones = list(config.onboarding.milestones)
+    events = {
+        name: pq.read_table(tmp_path / name / "events").to_pandas() for name in ("with", "without")
+    }
+    reached = events["with"][events["with"]["event"].isin(milestones)]
+    others = events["with"][~events["with"]["event"].isin(milestones)]
+    # their own random stream: every other event and the truth are as they were
+    content = ["type", "event", "user_id", "group_id", "timestamp", "properties", "traits"]
+    key = content[:5]
+    assert (
+        others[content]
+        .sort_values(key)
+        .reset_index(drop=True)
+        .equals(events["without"][content].sort_values(key).reset_index(drop=True))
+    )
+    for name in ("account_months.parquet", "accounts.parquet"):
+        truth = [(tmp_path / run / "truth" / name).read_bytes() for run in ("with", "without")]
+        assert truth[0] == truth[1]
+    # once per account and milestone, by a customer that existed in the window then
+    assert not reached.duplicated(["group_id", "event"]).any()
+    created = events["with"].loc[events["with"]["event"] == "Account Created"]
+    first = created.groupby("group_id")["timestamp"].min()
+    new = reached[reached["group_id"].isin(first.index)]
+    lag = (new["timestamp"] - new["group_id"].map(first)).dt.days
+    assert lag.between(-35, config.onboarding.within_days).all()  # trials start up to 30 d early
+    share = [new["event"].eq(m).sum() / len(first) for m in milestones]
+    assert share[0] > share[1] > share[2] > 0.2  # the later ones fewer, none rare
+    # engaged accounts reach more of them: the count carries the latent state
+    truth = pq.read_table(tmp_path / "with" / "truth" / "account_months.parquet").to_pandas()
+    engagement = truth.sort_values("month").groupby("account_id")["engagement"].first()
+    done = new.groupby("group_id")["event"].nunique().reindex(first.index, fill_value=0)
+    by_count = engagement.reindex(done.index).groupby(done.to_numpy()).mean()
+    assert by_count[3] > by_count[0] + 0.3
 
 
 def test_defaults_are_calibrated(tmp_path: Path) -> None:

@@ -3,10 +3,11 @@
 By default the company is simulated (:mod:`tenure.simulate`, 2,000 accounts
 over 24 months): its events and exports are written to ``simulation/`` in the
 project, ingested as of the end of the simulated window, and stitched; the
-ground truth stays in ``simulation/truth`` for evaluation, and the project's
-``measure.spend`` reads the simulated marketing spend for CAC payback. Then the intelligence
-steps run as of that end: build features, train the churn, survival and retention
-models, and score every customer. ``sample=True`` loads
+ground truth stays in ``simulation/truth`` for evaluation; the project's
+``measure.spend`` reads the simulated marketing spend for CAC payback and its
+``lifecycle.onboarding_milestones`` names the simulated onboarding milestones.
+Then the intelligence steps run as of that end: build features, train the churn,
+survival and retention models, and score every customer. ``sample=True`` loads
 the small bundled sample instead (eight accounts, hand-made exports with a
 custom HubSpot property and deliberately broken records), which is also what
 the tests use to check identity edge cases.
@@ -16,8 +17,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
@@ -89,10 +91,18 @@ def _sample_config() -> str:
     return text[: text.index("sources: {}")] + _SOURCES
 
 
-def _simulation_config() -> str:
-    """The default project file, reading the simulated marketing spend for CAC payback."""
-    commented = "  # spend: finance/marketing_spend.csv\n"
-    return default_config_text().replace(commented, f"  spend: {_SPEND}\n")
+def _simulation_config(milestones: Sequence[str]) -> str:
+    """The default project file, reading the simulated marketing spend for CAC payback
+    and naming the simulated company's onboarding *milestones*."""
+    text = default_config_text()
+    for old, new in (
+        ("  # spend: finance/marketing_spend.csv\n", f"  spend: {_SPEND}\n"),
+        ("  onboarding_milestones: []", f"  onboarding_milestones: {json.dumps(list(milestones))}"),
+    ):
+        if text.count(old) != 1:
+            raise AssertionError(f"the default project file no longer has {old.strip()!r}")
+        text = text.replace(old, new)
+    return text
 
 
 def _busiest_user(project: Project) -> str:
@@ -135,7 +145,9 @@ def run_demo(
         # held back by quiet hours (Asia-Pacific customers' are)
         end = dt.datetime.combine(simulated.end, dt.time(14), tzinfo=dt.UTC)
         if not (directory / CONFIG_FILENAME).exists():
-            (directory / CONFIG_FILENAME).write_text(_simulation_config(), encoding="utf-8")
+            (directory / CONFIG_FILENAME).write_text(
+                _simulation_config(config.onboarding.milestones), encoding="utf-8"
+            )
         project = init_project(directory, clock=clock or _fixed(end), examples=True)
         inputs = [out / "events", out / "exports"]
     try:

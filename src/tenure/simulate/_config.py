@@ -121,6 +121,44 @@ class HealthParams(_Params):
     engagement_drift_sd: float = Field(default=0.05, ge=0)
 
 
+class OnboardingParams(_Params):
+    """Onboarding milestones: what a new customer sets up in its first months.
+
+    Whether and how soon an account reaches each milestone follow its fit and
+    engagement: a sign of the latent state (which drives churn), not a cause of it.
+    """
+
+    #: The milestone events (``lifecycle.onboarding_milestones``), in the order
+    #: customers usually reach them.
+    milestones: tuple[str, ...] = ("Integration Connected", "Dashboard Created", "Report Scheduled")
+    #: Log-odds of ever reaching each milestone, at fit and engagement 0.
+    reach_logit: tuple[float, ...] = (1.5, 0.6, -0.4)
+    fit_weight: float = 0.8
+    engagement_weight: float = 1.2
+    #: Median days from the subscription start to each milestone, at engagement 0.
+    median_days: tuple[float, ...] = (3.0, 10.0, 24.0)
+    #: Days to a milestone scale by exp(−this × engagement): engaged accounts are quicker.
+    speed_elasticity: float = Field(default=0.5, ge=0)
+    #: Spread (log-normal sigma) of the days to a milestone around its median.
+    days_sigma: float = Field(default=0.6, ge=0)
+    #: A milestone not reached within this many days of the start is never reached.
+    within_days: int = Field(default=120, ge=1)
+
+    @model_validator(mode="after")
+    def _one_value_per_milestone(self) -> OnboardingParams:
+        k = len(self.milestones)
+        if len(set(self.milestones)) != k or not all(m.strip() for m in self.milestones):
+            raise ValueError("milestones must be distinct, non-empty event names")
+        if len(self.reach_logit) != k or len(self.median_days) != k:
+            raise ValueError(
+                f"reach_logit and median_days need one value per milestone ({k}), got "
+                f"{len(self.reach_logit)} and {len(self.median_days)}"
+            )
+        if any(d <= 0 for d in self.median_days):
+            raise ValueError("median_days must be positive")
+        return self
+
+
 class UsageParams(_Params):
     #: Share of seats that are active users in a month at health 0.
     active_share: float = Field(default=0.7, gt=0, le=1)
@@ -273,6 +311,7 @@ class SimulationConfig(_Params):
     event_block_accounts: int = Field(default=20_000, ge=1)
     acquisition: AcquisitionParams = AcquisitionParams()
     health: HealthParams = HealthParams()
+    onboarding: OnboardingParams = OnboardingParams()
     usage: UsageParams = UsageParams()
     support: SupportParams = SupportParams()
     surveys: SurveyParams = SurveyParams()

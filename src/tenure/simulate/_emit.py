@@ -915,6 +915,19 @@ def _add_accounts(
             _s(["{}"] * len(removed)),
         )
 
+    # --- onboarding milestones, done by the account's first user
+    keep = mine(facts.milestone_account)
+    if keep.any():
+        reached = facts.milestone_account[keep]
+        b.add(
+            facts.milestone_ts[keep],
+            "track",
+            _pick(cfg.onboarding.milestones, facts.milestone_index[keep]),
+            user_id(world.first_user(reached)),
+            account_id(reached),
+            _s(["{}"] * len(reached)),
+        )
+
     # --- usage
     keep = mine(acc_of[facts.session_user])
     session_user = facts.session_user[keep]

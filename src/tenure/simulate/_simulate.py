@@ -171,7 +171,9 @@ class Simulation:
         self._side = np.random.default_rng([seed, 1])
         self._segment_rng = np.random.default_rng([seed, 2])
         self._action_rng = np.random.default_rng([seed, 3])
-        self.world = World(config, np.random.default_rng(seed))
+        self.world = World(
+            config, np.random.default_rng(seed), onboarding_rng=np.random.default_rng([seed, 4])
+        )
         self._segments = SegmentModel(config)
         #: each account's response segment (index into ResponseSegment), -1 before acquisition
         self.segment = np.full(config.accounts, -1, np.int64)

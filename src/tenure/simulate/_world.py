@@ -70,6 +70,8 @@ class AccountState:
     """Hidden and billing state of every account acquired so far (index = account number)."""
 
     capacity: int
+    #: How many onboarding milestones there are (columns of ``milestone_ts``).
+    milestones: int = 0
     n: int = 0
     fit: F = field(init=False)
     engagement: F = field(init=False)
@@ -91,9 +93,12 @@ class AccountState:
     discounted_revenue: F = field(init=False)  # the same, discounted to the acquisition month
     discount: F = field(init=False)  # price reduction (0..1) from a discount offer
     discount_until: Ints = field(init=False)  # first month the discount no longer applies
+    #: (account, milestone) → when the account reaches it, -1 never
+    milestone_ts: npt.NDArray[np.int64] = field(init=False)
 
     def __post_init__(self) -> None:
         n = self.capacity
+        self.milestone_ts = np.full((n, self.milestones), -1, np.int64)
         for name in ("fit", "engagement", "price_sensitivity", "health", "usage_log_ratio"):
             setattr(self, name, np.zeros(n))
         for name in ("revenue", "discounted_revenue", "discount"):
@@ -169,6 +174,9 @@ class MonthFacts:
     ticket_solved_ts: Ints  # -1 when never solved
     ticket_priority: Ints
     ticket_csat: Ints  # -1 unrated, 0 bad, 1 good
+    milestone_account: Ints  # onboarding milestones reached this month
+    milestone_ts: Ints
+    milestone_index: Ints  # index into the config's onboarding milestones
     invoice_account: Ints
     invoice_ts: Ints
     invoice_amount: F
@@ -203,12 +211,22 @@ class MonthFacts:
 class World:
     """A simulated company. Create it, then call :meth:`advance` once per month in order."""
 
-    def __init__(self, config: SimulationConfig, rng: np.random.Generator) -> None:
+    def __init__(
+        self,
+        config: SimulationConfig,
+        rng: np.random.Generator,
+        onboarding_rng: np.random.Generator | None = None,
+    ) -> None:
         self.config = config
         self.rng = rng
+        #: Milestone draws come from their own stream: they leave the world's draws as
+        #: they were (by default one spawned from *rng*'s seed, not drawn from *rng*).
+        self.onboarding_rng = onboarding_rng or np.random.default_rng(
+            rng.bit_generator.seed_seq.spawn(1)[0]  # type: ignore[attr-defined]
+        )
         acq = config.acquisition
         self.price = np.asarray(acq.seat_price, np.float64)
-        self.state = AccountState(config.accounts)
+        self.state = AccountState(config.accounts, len(config.onboarding.milestones))
         self.users = Users()
         self.month = 0
         #: each account's churn hazard in the latest month (the true model's current risk)
@@ -303,7 +321,40 @@ class World:
         created[firsts] = start_ts  # the buyer exists from the start
         users = self.users.add(owners, created, rng)
         s.champion[idx] = users[firsts]
+        self._onboard(idx)
         return idx, users
+
+    def _onboard(self, idx: Ints) -> None:
+        """When each new account will reach each onboarding milestone, if ever."""
+        ob, s, rng = self.config.onboarding, self.state, self.onboarding_rng
+        k = len(ob.milestones)
+        if not len(idx) or not k:
+            return
+        fit, engagement = s.fit[idx, None], s.engagement[idx, None]
+        logit = np.asarray(ob.reach_logit)[None, :] + ob.fit_weight * fit
+        logit = logit + ob.engagement_weight * engagement
+        reached = rng.random((len(idx), k)) < 1.0 / (1.0 + np.exp(-logit))
+        median = np.asarray(ob.median_days)[None, :] * np.exp(-ob.speed_elasticity * engagement)
+        days = median * rng.lognormal(0.0, ob.days_sigma, (len(idx), k))
+        reached &= days < ob.within_days
+        at = s.start_ts[idx, None] + (days * SECONDS_PER_DAY).astype(np.int64)
+        s.milestone_ts[idx] = np.where(reached, at, -1)
+
+    def _milestones(self, start: int, end: int) -> tuple[Ints, Ints, Ints]:
+        """The milestones reached this month by accounts still customers then: account,
+        time, milestone index. (Those of customers from before the window, reached
+        before it, are not written: the product's tracking starts with the window.)"""
+        s = self.state
+        when = s.milestone_ts[: s.n]
+        due = (when >= start) & (when < end)
+        churn = s.churn_ts[: s.n, None]
+        due &= (churn < 0) | (when < churn)
+        account, index = np.nonzero(due)
+        return (
+            account.astype(np.int64),
+            when[account, index].astype(np.int64),
+            index.astype(np.int64),
+        )
 
     # ------------------------------------------------------------------ the month
     def advance(self, logit_shift: F | None = None) -> MonthFacts:
@@ -566,6 +617,7 @@ class World:
         s.engagement[active] += rng.normal(0.0, hp.engagement_drift_sd, len(active))
         users.active[users.account[np.isin(users.account, churned)]] = False
 
+        milestone_account, milestone_ts, milestone_index = self._milestones(start, end)
         self.month += 1
         return MonthFacts(
             month=m,
@@ -588,6 +640,9 @@ class World:
             ticket_solved_ts=ticket_solved,
             ticket_priority=priority,
             ticket_csat=csat,
+            milestone_account=milestone_account,
+            milestone_ts=milestone_ts,
+            milestone_index=milestone_index,
             invoice_account=inv_acc,
             invoice_ts=billing_ts[due],
             invoice_amount=inv_amount,

@@ -1,6 +1,6 @@
 """Ingest throughput: N Segment events from Parquet and from JSON lines.
 
-    python benchmarks/ingest.py --events 10000000
+    python -m benchmarks.ingest --events 10000000
 
 Generates the inputs once (DuckDB, outside the timing), then ingests each
 into a fresh project in a fresh process and prints events/s and peak RSS.

@@ -1,6 +1,6 @@
 """How well tenure's models recover the simulator's ground truth.
 
-    python benchmarks/models.py --accounts 3000 --months 24 --seed 7 [--dir DIR]
+    python -m benchmarks.models --accounts 3000 --months 24 --seed 7 [--dir DIR]
 
 Simulates a company, loads it, and runs build → train → score as of 90 days
 before the simulated window ends, so the last 90 days are an untouched future.

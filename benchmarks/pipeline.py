@@ -1,7 +1,7 @@
 """Build + train + score at scale: wall time and peak RSS per step, against a floor.
 
-    python benchmarks/pipeline.py --accounts 100000 --months 24 [--dir DIR]
-    python benchmarks/pipeline.py --accounts 1000000 --months 24 --dir /big/disk/co
+    python -m benchmarks.pipeline --accounts 100000 --months 24 [--dir DIR]
+    python -m benchmarks.pipeline --accounts 1000000 --months 24 --dir /big/disk/co
 
 Loads a simulated company once (kept in --dir for later runs), then times each
 intelligence step as of the end of the window. The floor is one plain grouped

@@ -1,6 +1,6 @@
 """Simulator throughput: events/s and peak RSS for a given size.
 
-    python benchmarks/simulate.py --accounts 100000 --months 24
+    python -m benchmarks.simulate --accounts 100000 --months 24
 
 Writes into a temporary directory (removed afterwards) and prints one JSON line.
 """

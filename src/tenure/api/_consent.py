@@ -400,9 +400,9 @@ def _unsubscribe_event(
         person["userId"] = value
     else:  # nobody published holds it: a pseudonymous id, the email stays in the traits
         person["anonymousId"] = masker.identifier(identifier)
+    # no groupId: tenure's account id is not a group id of the product, and stitching
+    # would take it for a new account; the person places the event in their account
     context: dict[str, Any] = {}
-    if found:
-        context["groupId"] = found[0].state.account_id
     if kind == "email":
         context["traits"] = {"email": value}
     event = {

@@ -185,7 +185,8 @@ def _event(row: Any, name: str, user_id: str, at: dt.datetime) -> CollectedEvent
         "timestamp": stamp,
         "receivedAt": stamp,
         "properties": properties,
-        "context": {"groupId": row.account_id},
+        # no groupId: tenure's account id is not a group id of the product, and stitching
+        # would take it for a new account; the user places the event in their account
     }
     return CollectedEvent(message_id, orjson.dumps(event))
 

@@ -72,15 +72,6 @@ class Guard:
     op: str | None = None
     number: float = 0.0
 
-    def holds(self, value: Any) -> bool:
-        if value is None:
-            return False
-        if self.op is None:
-            return True
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return False
-        return _OPS[self.op](value, self.number)
-
 
 def _split(text: str) -> list[str] | None:
     """*text*'s top-level ``&&`` operands; None when it is not a plain conjunction

@@ -57,12 +57,13 @@ def test_init_then_status_json(tmp_path: Path) -> None:
     code, out, _ = invoke("status", "--project", str(tmp_path / "p"), "--json")
     assert code == 0
     status = json.loads(out)
-    assert status["store_revision"] == "0005"
+    assert status["store_revision"] == "0006"
     assert status["store_tables"] == {
         name: 0
         for name in (
             "api_keys", "audit_log", "consent", "customer_state", "decisions",
-            "delivery_attempts", "in_app_messages", "inbox", "ingest_runs", "journey_runs",
+            "delivery_attempts", "erasure_requests", "erasure_suppressions", "in_app_messages",
+            "inbox", "ingest_runs", "journey_runs",
             "journey_steps", "model_events", "model_versions", "outbox", "policy_versions",
             "quarantine", "review_queue",
         )

@@ -40,7 +40,7 @@ def engine(store_url: str) -> Engine:
 
 
 def test_migrations_reach_head_and_are_idempotent(engine: Engine) -> None:
-    assert current_revision(engine) == head_revision() == "0005"
+    assert current_revision(engine) == head_revision() == "0006"
     upgrade(engine)  # a second run is a no-op
     assert is_current(engine)
 

@@ -104,6 +104,10 @@ class IngestSettings(_Section):
     max_event_bytes: int = Field(default=32 * 1024, gt=0)
     #: Rows processed per batch; bounds memory on large inputs.
     batch_rows: int = Field(default=1_000_000, gt=0)
+    #: The environment variable holding the key of the erasure suppression list's
+    #: hashes (else ``.tenure/erasure.key``): every process that ingests or erases
+    #: must see the same key.
+    erasure_secret_env: str = "TENURE_ERASURE_SECRET"  # noqa: S105 (a variable name)
 
 
 class IdentifierKind(enum.StrEnum):
@@ -510,6 +514,9 @@ ingest:
   max_event_bytes: 32768
   # Rows handled per batch; bounds memory on large files.
   batch_rows: 1000000
+  # Keys the hashes of erased people's identifiers, whose new events ingest drops
+  # (the variable's name; without it, the key file .tenure/erasure.key).
+  erasure_secret_env: TENURE_ERASURE_SECRET
 
 identity:
   # Most identifiers of one kind a profile may hold. A link that would exceed

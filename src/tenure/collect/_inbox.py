@@ -299,6 +299,7 @@ def load_inbox(project: Project, *, batch: int | None = None) -> IngestReport | 
                         outcome.loaded,
                         outcome.duplicates,
                         len(outcome.rejected),
+                        outcome.suppressed.count,
                     )
                 )
                 _stage_done(project, run_id, outcome.rejected, [i for i, _ in items], batch_no)

@@ -32,6 +32,7 @@ from tenure.collect._segment import (
     read_json_lines,
     read_segment_parquet,
 )
+from tenure.collect._suppress import Suppressed, drop_suppressed
 from tenure.collect._tabular import (
     TabularMapping,
     builtin_mappings,
@@ -99,6 +100,8 @@ class InputReport:
     loaded: int
     duplicates: int
     quarantined: int
+    #: records dropped because they carry an erased person's identifier
+    suppressed: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +123,10 @@ class IngestReport:
     @property
     def quarantined(self) -> int:
         return sum(i.quarantined for i in self.inputs)
+
+    @property
+    def suppressed(self) -> int:
+        return sum(i.suppressed for i in self.inputs)
 
 
 def _suffix(path: Path) -> str:
@@ -249,6 +256,7 @@ class _BatchOutcome:
     loaded: int
     duplicates: int
     rejected: list[NewQuarantined]
+    suppressed: Suppressed
 
 
 def _load_batch(
@@ -264,6 +272,7 @@ def _load_batch(
     """Validate ``candidates``, write the new events to the lake, return what to quarantine."""
     con = project.index.con
     settings = project.config.ingest
+    suppressed = drop_suppressed(project)  # erasure: see tenure.collect._suppress
     checked = validate(
         con,
         source=source,
@@ -304,7 +313,7 @@ def _load_batch(
         )
         for row in checked.rejected.to_pylist()
     ]
-    return _BatchOutcome(loaded, checked.valid - loaded, rejected)
+    return _BatchOutcome(loaded, checked.valid - loaded, rejected, suppressed)
 
 
 def _pending_count(con: duckdb.DuckDBPyConnection) -> int:
@@ -366,11 +375,9 @@ def ingest(
         for path in files:
             label = str(path)
             opened = _open_input(project, project.index.con, path, mapping)
-            loaded = duplicates = quarantined = 0
+            loaded = duplicates = quarantined = suppressed = 0
             for done, snapshot in opened.batches:
                 now = project.clock()
-                if snapshot is not None:
-                    _keep_snapshot(project, snapshot, run_id, batch_no, now)
                 outcome = _load_batch(
                     project,
                     label=label,
@@ -380,6 +387,10 @@ def ingest(
                     batch_no=batch_no,
                     now=now,
                 )
+                if snapshot is not None:  # without the rows of erased people (suppressed)
+                    kept = _Snapshot(outcome.suppressed.keep(snapshot.table), snapshot.entity)
+                    _keep_snapshot(project, kept, run_id, batch_no, now)
+                suppressed += outcome.suppressed.count
                 batch_no += 1
                 with project.store.begin() as connection:
                     quarantined += add_quarantined(connection, run_id, now, outcome.rejected)
@@ -388,7 +399,9 @@ def ingest(
                 reasons.update(r.reason_code for r in outcome.rejected)
                 if progress is not None:
                     progress(label, done, opened.total)
-            reports.append(InputReport(label, opened.format, loaded, duplicates, quarantined))
+            reports.append(
+                InputReport(label, opened.format, loaded, duplicates, quarantined, suppressed)
+            )
         _flush(project, run_id=run_id, batch_no=batch_no, now=project.clock())
     except BaseException as error:
         _finish(project, run_id, reports, f"{type(error).__name__}: {error}")
@@ -457,8 +470,11 @@ def retry_quarantined(
                 # a record that fails again is quarantined anew with today's reason
                 added = add_quarantined(connection, run_id, now, outcome.rejected)
             reasons.update(r.reason_code for r in outcome.rejected)
+            suppressed = outcome.suppressed.count
             reports.append(
-                InputReport(label, f"retry:{source}", outcome.loaded, outcome.duplicates, added)
+                InputReport(
+                    label, f"retry:{source}", outcome.loaded, outcome.duplicates, added, suppressed
+                )
             )
             if progress is not None:
                 progress(label, len(group), len(group))

@@ -35,6 +35,8 @@ __all__ = [
     "customer_state",
     "decisions",
     "delivery_attempts",
+    "erasure_requests",
+    "erasure_suppressions",
     "in_app_messages",
     "inbox",
     "ingest_runs",
@@ -421,4 +423,32 @@ api_keys = Table(
     Column("revoked_at", UTCDateTime()),
     Column("rotated_to", String(32)),
     Column("last_used_at", UTCDateTime()),
+)
+
+#: Erasure requests (``tenure.govern.erasure``). The person's typed identifiers
+#: are kept in clear only while the batch step that rewrites the lake and the
+#: warehouse is pending (it needs them to find the person's events); it then
+#: empties ``identifiers``. ``identifier_hash`` and ``result`` hold no personal data.
+erasure_requests = Table(
+    "erasure_requests",
+    metadata,
+    Column("id", String(40), primary_key=True),  # er_ + 16 hex digits
+    Column("requested_at", UTCDateTime(), nullable=False),
+    Column("requested_by", String(200), nullable=False),
+    Column("identifier_hash", String(64), nullable=False),  # keyed hash of the named identifier
+    Column("identifiers", Text),  # JSON list of typed identifiers; null once the lake is done
+    Column("lake_status", String(16), nullable=False),  # pending | done
+    Column("lake_done_at", UTCDateTime()),
+    Column("result", Text),  # JSON: what the batch step removed (counts)
+    Index(None, "lake_status"),
+    Index(None, "identifier_hash"),
+)
+
+#: Keyed hashes of identifiers whose new events ingest drops (suppression).
+erasure_suppressions = Table(
+    "erasure_suppressions",
+    metadata,
+    Column("hash", String(64), primary_key=True),
+    Column("request_id", String(40), nullable=False),
+    Column("added_at", UTCDateTime(), nullable=False),
 )

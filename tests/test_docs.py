@@ -52,6 +52,7 @@ _GROUPS = {
     "deliveries",
     "journeys",
     "templates",
+    "erasures",
 }
 
 

@@ -31,6 +31,7 @@ from tenure._cli_common import (
 from tenure._cli_common import project as project_at
 from tenure._cli_decide import journeys_app, policies_app, review_app, templates_app
 from tenure._cli_deliver import deliveries_app, worker
+from tenure._cli_govern import apply_pending, erasures_app, report_lines
 from tenure._cli_measure import loop, report_app
 from tenure._cli_models import models_app
 from tenure._cli_serve import keys_app, serve
@@ -63,6 +64,7 @@ app.add_typer(templates_app, name="templates")
 app.add_typer(deliveries_app, name="deliveries")
 app.add_typer(keys_app, name="keys")
 app.add_typer(report_app, name="report")
+app.add_typer(erasures_app, name="erasures")
 
 
 @app.callback()
@@ -186,6 +188,7 @@ def ingest(
     out.print(
         f"loaded {report.loaded:,} · duplicate {report.duplicates:,} · "
         f"quarantined {report.quarantined:,}"
+        + (f" · suppressed (erased people) {report.suppressed:,}" if report.suppressed else "")
     )
     if report.quarantined:
         reasons = ", ".join(f"{k} {v:,}" for k, v in sorted(report.quarantined_by_reason.items()))
@@ -194,7 +197,12 @@ def ingest(
 
 def _ingest_json(report: Any) -> dict[str, Any]:
     data: dict[str, Any] = to_jsonable(report)
-    data.update(loaded=report.loaded, duplicates=report.duplicates, quarantined=report.quarantined)
+    data.update(
+        loaded=report.loaded,
+        duplicates=report.duplicates,
+        quarantined=report.quarantined,
+        suppressed=report.suppressed,
+    )
     return data
 
 
@@ -352,16 +360,20 @@ def status(project_dir: ProjectOption = None, json_out: JsonOption = False) -> N
 # ---------------------------------------------------------------- identity
 @identity_app.command("stitch")
 def identity_stitch(project_dir: ProjectOption = None, json_out: JsonOption = False) -> None:
-    """Merge identities of newly ingested events into profiles and accounts."""
+    """Apply pending erasures, then merge identities of newly ingested events into profiles."""
     from tenure.identity import stitch
 
     with errors():
         project = project_at(project_dir)
+        # the first warehouse step of a nightly run: erasures before anything is derived
+        erasures = apply_pending(project)
         report = stitch(project)
         project.close()
     if json_out:
-        print_json(report)
+        print_json({**dataclasses.asdict(report), "erasures": erasures})
         return
+    for line in report_lines(erasures):
+        out.print(line, highlight=False)
     for field in dataclasses.fields(report):
         out.print(f"{field.name.replace('_', ' '):<22} {getattr(report, field.name)}")
 

@@ -471,7 +471,11 @@ def test_erasure_removes_the_person_from_the_operational_store(
     assert done["identifiers"] == [f"email:{DEE}", "profile:p_dee", "user_id:u1"]
     assert (done["accounts"], done["contacts_removed"]) == (["acme"], 1)
     assert (done["outbox_cancelled"], done["in_app_removed"], done["inbox_redacted"]) == (1, 1, 2)
-    assert done["lake"].startswith("pending:")
+    assert (done["lake"], done["request_id"][:3]) == ("pending", "er_")
+    status = http.get(f"/v1/erasure/{done['request_id']}", headers=_auth(keys[Role.ADMIN]))
+    assert status.status_code == 200, status.text
+    assert status.json()["lake"] == "pending"
+    assert status.json()["lake_done_at"] is None
 
     with api_project.store.connect() as connection:
         [acme] = load_states(connection, ["acme"])
@@ -585,3 +589,29 @@ def test_an_unknown_person_can_unsubscribe_and_be_erased(
     assert done["identifiers"] == ["email:stranger@x.com"]
     assert (done["contacts_removed"], done["outbox_cancelled"], done["inbox_redacted"]) == (0, 0, 1)
     assert "stranger" not in orjson.dumps(_inbox_events(api_project)).decode()
+
+
+def test_an_erasure_reads_pending_until_the_batch_step_is_done(
+    api_project: Project, keys: dict[Role, str], http: httpx.Client
+) -> None:
+    from tenure.govern.lake_erasure import apply_erasures
+
+    _publish(api_project)
+    done = http.post(
+        "/v1/erasure", json={"identifier": f"email:{DEE}"}, headers=_auth(keys[Role.ADMIN])
+    ).json()
+    path = f"/v1/erasure/{done['request_id']}"
+    assert http.get(path).status_code == 401
+    for role in (Role.OPERATOR, Role.ANALYST, Role.INGEST):
+        assert http.get(path, headers=_auth(keys[role])).status_code == 403
+    unknown = http.get("/v1/erasure/er_0123456789abcdef", headers=_auth(keys[Role.ADMIN]))
+    assert (unknown.status_code, unknown.json()["error"]) == (404, "not_found")
+    assert http.get("/v1/erasure/nope", headers=_auth(keys[Role.ADMIN])).status_code == 422
+
+    report = apply_erasures(api_project, actor="nightly")  # the batch side, as cron runs it
+    assert report.requests == (done["request_id"],)
+    status = http.get(path, headers=_auth(keys[Role.ADMIN])).json()
+    assert (status["lake"], status["lake_done_at"]) == ("done", "2024-06-01T12:00:00Z")
+    assert status["requested_by"] == f"key:{_key_id(keys[Role.ADMIN])}"
+    assert status["result"]["events_removed"] == 0  # nothing was loaded for her yet
+    assert status["lake_detail"].startswith("the batch erasure step removed")

@@ -34,6 +34,7 @@ from tenure.api._feed import EVENT_SOURCE
 from tenure.api._pii import IDENTIFIER_PATTERN, masker_of
 from tenure.collect._http import CollectedEvent
 from tenure.collect._inbox import write_events
+from tenure.collect._suppress import erasure_key
 from tenure.decide import unsubscribe_secret
 from tenure.deliver._outbox import begin_write
 from tenure.events import CATALOG
@@ -46,10 +47,12 @@ from tenure.govern.consent import (
     record_consent,
     verify_unsubscribe_token,
 )
-from tenure.govern.erasure import erase, holders, normalize_identifier
+from tenure.govern.erasure import LAKE_DONE, LAKE_PENDING, erase, holders, normalize_identifier
 from tenure.govern.keys import Scope
 from tenure.govern.pii import Pseudonymizer
 from tenure.store import append_audit
+from tenure.store._erasures import ErasureRequest as StoredErasure
+from tenure.store._erasures import LakeStatus, get_erasure_request
 
 __all__ = ["router"]
 
@@ -238,6 +241,12 @@ class ErasureRequest(BaseModel):
     identifier: str = Field(min_length=3, max_length=320, pattern=IDENTIFIER_PATTERN)
 
 
+_LAKE = Field(
+    description="`pending` until the batch erasure step has removed the person from the "
+    "Parquet lake and the warehouse, then `done`"
+)
+
+
 class ErasureDone(BaseModel):
     """What the erasure did in the operational store, and what is left to the batch side."""
 
@@ -245,6 +254,7 @@ class ErasureDone(BaseModel):
         json_schema_extra={
             "examples": [
                 {
+                    "request_id": "er_5b0f3c2a9d4e7f61",
                     "identifier": "email:dee@acme.com",
                     "identifiers": ["email:dee@acme.com", "profile:p_4f1c", "user_id:u1"],
                     "consent": "withdrawn on all channels for each identifier (reason erasure)",
@@ -253,12 +263,14 @@ class ErasureDone(BaseModel):
                     "outbox_cancelled": 2,
                     "in_app_removed": 1,
                     "inbox_redacted": 3,
-                    "lake": "pending: the Parquet lake and the warehouse still hold …",
+                    "lake": "pending",
+                    "lake_detail": "the Parquet lake and the warehouse still hold …",
                 }
             ]
         }
     )
 
+    request_id: str = Field(description="the erasure request: `GET /v1/erasure/{request_id}`")
     identifier: str
     identifiers: list[str] = Field(description="the person's identifiers that were found")
     consent: str
@@ -267,7 +279,38 @@ class ErasureDone(BaseModel):
     outbox_cancelled: int = Field(description="queued actions to the person, now cancelled")
     in_app_removed: int
     inbox_redacted: int = Field(description="inbox events not yet loaded, now pseudonymized")
-    lake: str = Field(description="what the batch side must still do")
+    lake: Literal["pending", "done"] = _LAKE
+    lake_detail: str = Field(description="what the batch side still has to do, or did")
+
+
+class ErasureStatus(BaseModel):
+    """An erasure request and how far the batch side is with it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "request_id": "er_5b0f3c2a9d4e7f61",
+                    "requested_at": "2024-06-01T12:00:00Z",
+                    "requested_by": "key:k7f3a1",
+                    "lake": "done",
+                    "lake_done_at": "2024-06-02T02:00:00Z",
+                    "lake_detail": "the batch erasure step removed this person's events …",
+                    "result": {"events_removed": 412, "event_files": 9, "profiles": 1},
+                }
+            ]
+        }
+    )
+
+    request_id: str
+    requested_at: dt.datetime
+    requested_by: str
+    lake: Literal["pending", "done"] = _LAKE
+    lake_done_at: dt.datetime | None = Field(description="when the batch step finished it")
+    lake_detail: str
+    result: dict[str, int] = Field(
+        description="what the batch step removed (counts of the run that applied it)"
+    )
 
 
 @router.post(
@@ -286,9 +329,10 @@ def post_erasure(
     with begin_write(project.store) as connection:
         report = erase(
             connection, wanted, masker=masker_of(request), at=project.clock(),
-            actor=principal.actor,
+            actor=principal.actor, key=erasure_key(project),
         )  # fmt: skip
     return {
+        "request_id": report.request_id,
         "identifier": report.identifier,
         "identifiers": list(report.identifiers),
         "consent": "withdrawn on all channels for each identifier (reason erasure)",
@@ -297,8 +341,44 @@ def post_erasure(
         "outbox_cancelled": report.outbox_cancelled,
         "in_app_removed": report.in_app_removed,
         "inbox_redacted": report.inbox_redacted,
-        "lake": report.lake,
+        "lake": report.lake.value,
+        "lake_detail": LAKE_PENDING,
     }
+
+
+def _status(found: StoredErasure) -> dict[str, Any]:
+    done = found.lake_status is LakeStatus.DONE
+    return {
+        "request_id": found.id,
+        "requested_at": found.requested_at,
+        "requested_by": found.requested_by,
+        "lake": found.lake_status.value,
+        "lake_done_at": found.lake_done_at,
+        "lake_detail": LAKE_DONE if done else LAKE_PENDING,
+        "result": found.result,
+    }
+
+
+@router.get(
+    "/v1/erasure/{request_id}",
+    response_model=ErasureStatus,
+    responses=error_responses(401, 403, 404, 422, 429),
+    summary="An erasure request: whether the batch step has cleared the lake (admin only)",
+)
+def get_erasure(
+    request: Request,
+    request_id: Annotated[
+        str,
+        PathParam(
+            max_length=40,
+            pattern=r"^er_[0-9a-f]{1,37}$",
+            description="the `request_id` that `POST /v1/erasure` answered",
+        ),
+    ],
+    _: Principal = Depends(require(Scope.ERASURE)),  # noqa: B008
+) -> dict[str, Any]:
+    with request.app.state.tenure.project.store.connect() as connection:
+        return _status(get_erasure_request(connection, request_id))
 
 
 # ----------------------------------------------------------- unsubscribe

@@ -13,13 +13,27 @@ in the caller's transaction:
    cancelled by the worker, which checks consent after its claim);
 3. removes the contact from ``customer_state`` and their in-app messages;
 4. pseudonymizes the person's values in inbox events not yet loaded into
-   the lake.
+   the lake;
+5. records an erasure request (``erasure_requests``) holding the person's
+   typed identifiers, and puts a keyed hash of each (and of the pseudonyms
+   step 4 wrote) on the suppression list, so that from this commit on ingest
+   drops their new events (:mod:`tenure.collect._suppress`).
 
 What it does not do: rewrite the Parquet lake and the warehouse, which are
 batch-owned (DuckDB allows one writer; the server never opens the warehouse).
-Until a batch erasure rewrites them they still hold the person's events and
-profile, and ``publish_state`` may publish the contact again (never
-contactable, per step 1). :data:`LAKE_PENDING` says so in every report.
+The batch step :func:`tenure.govern.lake_erasure.apply_erasures` (``tenure erasures
+apply``, run first by ``tenure identity stitch``) does, for every pending
+request; until then the lake and the warehouse still hold the person's events
+and profile, and ``publish_state`` may publish the contact again (never
+contactable, per step 1). A report's ``lake`` is ``pending`` until the step
+marks the request done (:func:`tenure.store._erasures.get_erasure_request`).
+
+Why the request keeps identifiers in clear: the batch step must find the
+person's events by value, in a lake that knows no hashes. It keeps them only
+while the request is pending and then empties the column; what stays is the
+suppression list's keyed hashes (SHA-256 under a key kept outside the store),
+which recognize the identifiers on new events but cannot be read back, nor
+checked against a guessed address without the key.
 """
 
 from __future__ import annotations
@@ -37,21 +51,36 @@ from tenure.decide._state import Contact, CustomerState, load_states, save_state
 from tenure.govern.consent import ALL_CHANNELS, ConsentReason, record_consent
 from tenure.govern.pii import Pseudonymizer
 from tenure.store import append_audit
+from tenure.store._erasures import (
+    ErasureKey,
+    LakeStatus,
+    add_erasure_request,
+    add_suppressions,
+    new_erasure_request_id,
+)
 from tenure.store._tables import customer_state, in_app_messages, inbox, outbox
 
 __all__ = [
+    "LAKE_DONE",
     "LAKE_PENDING",
     "ErasureReport",
     "Holder",
     "erase",
+    "event_identifiers",
     "holders",
     "normalize_identifier",
 ]
 
-#: What an erasure leaves to the batch side.
+#: What an erasure leaves to the batch side, while it is pending.
 LAKE_PENDING = (
-    "pending: the Parquet lake and the warehouse still hold this person's events and profile; "
-    "they are batch-owned and must be rewritten by a batch erasure step (not run by the server)"
+    "the Parquet lake and the warehouse still hold this person's events and profile until the "
+    "batch erasure step (`tenure erasures apply`, run first by `tenure identity stitch`) "
+    "rewrites them; new events carrying their identifiers are already dropped at ingest"
+)
+#: What the batch side did, once done.
+LAKE_DONE = (
+    "the batch erasure step removed this person's events from the Parquet lake and their "
+    "rows from the warehouse; new events carrying their identifiers are dropped at ingest"
 )
 
 _WAITING = ("queued", "retry")
@@ -117,6 +146,8 @@ def holders(connection: Connection, identifier: str) -> list[Holder]:
 
 @dataclass(frozen=True, slots=True)
 class ErasureReport:
+    #: The erasure request recorded for the batch step (``GET /v1/erasure/{id}``).
+    request_id: str
     identifier: str
     #: The person's identifiers: consent is withdrawn on all channels for each.
     identifiers: tuple[str, ...]
@@ -126,7 +157,7 @@ class ErasureReport:
     outbox_cancelled: int
     in_app_removed: int
     inbox_redacted: int
-    lake: str = LAKE_PENDING
+    lake: LakeStatus = LakeStatus.PENDING
 
 
 def _values(identifiers: Iterable[str]) -> tuple[set[str], set[str]]:
@@ -145,6 +176,26 @@ def _values(identifiers: Iterable[str]) -> tuple[set[str], set[str]]:
 
 
 _IDENTITY_FIELDS = ("userId", "anonymousId", "previousId")
+
+
+def event_identifiers(identifiers: Iterable[str], masker: Pseudonymizer) -> set[str]:
+    """The typed identifiers the person's events can carry, as ingest and stitching type them.
+
+    Their own (``profile:`` ids are tenure's and never on an event), and the
+    pseudonyms :func:`erase` leaves in their inbox events: a user id or an
+    anonymous id pseudonymized (``user_id:pii_…``), and the anonymous id the
+    unsubscribe link gives someone nobody published (``anonymous_id:email:pii_…``).
+    """
+    found: set[str] = set()
+    for typed in identifiers:
+        kind, _, value = typed.partition(":")
+        if kind in _INTERNAL_TYPES or not value:
+            continue
+        found.add(typed)
+        alias = masker.pseudonym(value)
+        found.update({f"user_id:{alias}", f"anonymous_id:{alias}"})
+        found.add(f"anonymous_id:{masker.identifier(typed)}")
+    return found
 
 
 def _redact_emails(value: Any, emails: set[str], masker: Pseudonymizer) -> Any:
@@ -262,8 +313,12 @@ def erase(
     masker: Pseudonymizer,
     at: dt.datetime,
     actor: str,
+    key: ErasureKey,
 ) -> ErasureReport:
-    """Erase the person holding *identifier* from the operational store (see the module)."""
+    """Erase the person holding *identifier* from the operational store (see the module).
+
+    *key* hashes the identifiers that go on the suppression list.
+    """
     wanted = normalize_identifier(identifier)
     found = holders(connection, wanted)
     identifiers = {wanted}
@@ -303,7 +358,20 @@ def erase(
     if person:
         in_app = int(connection.execute(delete(in_app_messages).where(or_(*person))).rowcount or 0)
     redacted = _redact_inbox(connection, exact, emails, masker)
+    request_id = new_erasure_request_id()
+    add_erasure_request(
+        connection,
+        request_id=request_id,
+        at=at,
+        actor=actor,
+        identifier_hash=key.hash(wanted),
+        identifiers=identifiers,
+    )
+    add_suppressions(
+        connection, request_id, [key.hash(i) for i in event_identifiers(identifiers, masker)], at
+    )
     report = ErasureReport(
+        request_id=request_id,
         identifier=wanted,
         identifiers=tuple(sorted(identifiers)),
         accounts=tuple(sorted(updated)),
@@ -326,7 +394,8 @@ def erase(
             "outbox_cancelled": cancelled,
             "in_app_removed": in_app,
             "inbox_redacted": redacted,
-            "lake": "pending",
+            "request": request_id,
+            "lake": LakeStatus.PENDING.value,
         },
     )
     return report

@@ -12,15 +12,25 @@ batch's files and its message ids is one transaction; files that reached the
 lake without being registered (a crash between the rename and the commit) are
 set aside by :meth:`LakeIndex.recover` before the next load, so every event is
 loaded exactly once.
+
+Files are rewritten (an erasure removing a person's rows) by the same rule,
+all or nothing: :meth:`LakeIndex.replace_files` moves the new files in, then
+in one transaction registers them, unregisters the old ones and lists those as
+superseded, then deletes them. A crash before that commit leaves the old set
+registered (``recover`` sets the new files aside); after it, the new set, and
+``recover`` deletes the superseded files — deleted, not set aside, because
+what they hold was meant to be gone.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import enum
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -28,7 +38,7 @@ import pyarrow as pa
 
 from tenure.warehouse._lake import Lake, StagedFile
 
-__all__ = ["INDEX_FILENAME", "LakeIndex"]
+__all__ = ["INDEX_FILENAME", "LakeIndex", "Replacement", "SwapPhase"]
 
 INDEX_FILENAME = "_index.duckdb"
 
@@ -42,7 +52,29 @@ CREATE TABLE IF NOT EXISTS lake_files (
     rows BIGINT NOT NULL,
     registered_at TIMESTAMPTZ NOT NULL
 );
+-- files replaced by a rewrite, still on disk until deleted
+CREATE TABLE IF NOT EXISTS lake_superseded (
+    path VARCHAR PRIMARY KEY,
+    superseded_at TIMESTAMPTZ NOT NULL
+);
 """
+
+
+class SwapPhase(enum.StrEnum):
+    """Points of :meth:`LakeIndex.replace_files`, reported to its *checkpoint*."""
+
+    PUBLISHED = "published"  # new files moved into the lake, not registered yet
+    REGISTERED = "registered"  # the swap committed; the old files not deleted yet
+
+
+@dataclass(frozen=True, slots=True)
+class Replacement:
+    """A staged file that takes the place of registered ones, and how to register it."""
+
+    file: StagedFile
+    kind: str  # events | snapshot:<entity>
+    rows: int
+    content_hash: str | None = None
 
 
 class LakeIndex:
@@ -96,6 +128,7 @@ class LakeIndex:
         moved to ``_unregistered/`` rather than deleted. Returns what was moved.
         """
         self.lake.clear_staging()
+        self._delete_superseded()
         registered = self.registered_files()
         moved = []
         for path in sorted(self.lake.root.glob("*/**/*.parquet")):
@@ -107,6 +140,61 @@ class LakeIndex:
             os.replace(path, target)
             moved.append(rel)
         return moved
+
+    def _delete_superseded(self) -> None:
+        paths = [r[0] for r in self.con.execute("SELECT path FROM lake_superseded").fetchall()]
+        for rel in paths:
+            (self.lake.root / rel).unlink(missing_ok=True)
+        for parent in {(self.lake.root / rel).parent for rel in paths}:
+            if parent.is_dir():
+                _fsync_dir(parent)
+        if paths:
+            self.con.execute("DELETE FROM lake_superseded")
+
+    def file_kinds(self) -> dict[str, str]:
+        """Registered files (relative paths) and their kinds."""
+        return dict(self.con.execute("SELECT path, kind FROM lake_files").fetchall())
+
+    # ------------------------------------------------------------ rewriting
+    def replace_files(
+        self,
+        old: Sequence[str],
+        new: Sequence[Replacement],
+        *,
+        run_id: str,
+        at: dt.datetime,
+        checkpoint: Callable[[SwapPhase], None] | None = None,
+    ) -> None:
+        """Put the staged files *new* in place of the registered files *old* (relative
+        paths), all or nothing; message ids stay registered as they are."""
+        if not old and not new:
+            return
+        self.lake.publish([r.file for r in new])
+        if checkpoint is not None:
+            checkpoint(SwapPhase.PUBLISHED)
+        self.con.begin()
+        try:
+            if old:
+                listed = [[rel] for rel in old]
+                self.con.executemany("DELETE FROM lake_files WHERE path = ?", listed)
+                self.con.executemany(
+                    "INSERT OR REPLACE INTO lake_superseded VALUES (?, ?)",
+                    [[rel, at] for rel in old],
+                )
+            self.con.executemany(
+                "INSERT INTO lake_files VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    [self.lake.relative(r.file.final), r.kind, r.content_hash, run_id, r.rows, at]
+                    for r in new
+                ],
+            )
+            self.con.commit()
+        except BaseException:
+            self.con.rollback()
+            raise
+        if checkpoint is not None:
+            checkpoint(SwapPhase.REGISTERED)
+        self._delete_superseded()
 
     # -------------------------------------------------------------- writing
     def write_events(
@@ -216,6 +304,14 @@ def _parquet_rows(path: Path) -> int:
     import pyarrow.parquet as pq
 
     return int(pq.ParquetFile(path).metadata.num_rows)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _sql_path(path: Path) -> str:

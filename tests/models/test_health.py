@@ -222,7 +222,9 @@ def test_contributions_add_up_to_the_change(
         return
     w_now, w_before = normalized(s_now), normalized(s_before)
     change = (s_now.fillna(0) * w_now).sum() - (s_before.fillna(0) * w_before).sum()
-    parts = _contributions(s_now, w_now, s_before, w_before)
+    parts = _contributions(
+        s_now.to_frame().T, w_now.to_frame().T, s_before.to_frame().T, w_before.to_frame().T
+    ).iloc[0]
     assert parts.sum() == pytest.approx(change, abs=1e-9)
     # a component scored alike both times, with no other component coming or going,
     # never moves the score

@@ -184,26 +184,30 @@ def _band(health: float, settings: HealthSettings) -> str | None:
 
 
 def _contributions(
-    now: pd.Series, now_weights: pd.Series, before: pd.Series, before_weights: pd.Series
-) -> pd.Series:
-    """How many health points each component added to the change; they sum to it.
+    now: pd.DataFrame, now_weights: pd.DataFrame, before: pd.DataFrame, before_weights: pd.DataFrame
+) -> pd.DataFrame:
+    """How many health points each component added to each row's change; they sum to it.
 
-    A component scored both times adds its weight now × its score change. One
-    that appeared adds its weight × (its score − the health before). One that
-    disappeared takes the shift its absence caused in the others' weights.
+    The four frames are aligned row by row (an account now and the same account
+    before) and share their columns (the components). A component scored both
+    times adds its weight now × its score change. One that appeared adds its
+    weight × (its score − the health before). One that disappeared takes the
+    shift its absence caused in the others' weights.
     """
-    health_before = float((before.fillna(0.0) * before_weights).sum())
-    both = now.notna() & before.notna()
-    appeared = now.notna() & before.isna()
-    gone = now.isna() & before.notna()
-    out = pd.Series(0.0, index=now.index)
-    out[both] = now_weights[both] * (now[both] - before[both])
-    out[appeared] = now_weights[appeared] * (now[appeared] - health_before)
-    if gone.any():
-        shift = float((now_weights[both] * (before[both] - health_before)).sum())
-        share = before_weights[gone] / before_weights[gone].sum()
-        out[gone] = shift * share
-    return out
+    n, b = now.to_numpy(dtype=float), before.to_numpy(dtype=float)
+    nw, bw = now_weights.to_numpy(dtype=float), before_weights.to_numpy(dtype=float)
+    health_before = (np.nan_to_num(b) * bw).sum(axis=1, keepdims=True)
+    both = ~np.isnan(n) & ~np.isnan(b)
+    appeared = ~np.isnan(n) & np.isnan(b)
+    gone = np.isnan(n) & ~np.isnan(b)
+    out = np.where(both, nw * (n - b), 0.0)
+    out += np.where(appeared, nw * (n - health_before), 0.0)
+    shift = np.where(both, nw * (b - health_before), 0.0).sum(axis=1, keepdims=True)
+    gone_weights = np.where(gone, bw, 0.0)
+    total = gone_weights.sum(axis=1, keepdims=True)
+    share = np.divide(gone_weights, total, out=np.zeros_like(gone_weights), where=total > 0)
+    out += np.where(gone, shift * share, 0.0)
+    return pd.DataFrame(out, index=now.index, columns=now.columns)
 
 
 def _movers(contributions: pd.Series, count: int) -> str:
@@ -258,20 +262,20 @@ def health_scores(
         before_health = _health(before_components, before_weights)
         position = pd.Series(before.index, index=before_ids.to_numpy())
         position = position[~position.index.duplicated(keep="last")]
-        for row, account in ids.items():
-            if account not in position.index:
-                continue
-            earlier = int(position[account])
-            change[row] = health[row] - before_health[earlier]
-            if np.isnan(change[row]):
-                continue
-            parts = _contributions(
-                components.loc[row],
-                weights.loc[row],
-                before_components.loc[earlier],
-                before_weights.loc[earlier],
-            )
-            movers[row] = _movers(parts, settings.movers)
+        earlier = ids.map(position)
+        rows = earlier.notna().to_numpy()
+        matched = earlier[rows].astype(int).to_numpy()
+        change[rows] = health[rows].to_numpy() - before_health.to_numpy()[matched]
+        rows &= change.notna().to_numpy()
+        matched = earlier[rows].astype(int).to_numpy()
+        parts = _contributions(
+            components[rows],
+            weights[rows],
+            before_components.iloc[matched].set_axis(components.index[rows]),
+            before_weights.iloc[matched].set_axis(components.index[rows]),
+        )
+        for row, contributions in parts.iterrows():
+            movers[row] = _movers(contributions, settings.movers)
     out = pd.DataFrame(
         {
             "account_id": ids,

@@ -217,6 +217,14 @@ def test_the_batch_step_erases_one_person_and_keeps_the_other(
     )  # fmt: skip
     later = ingest(project, [fresh])
     assert (later.loaded, later.suppressed, later.quarantined) == (1, 2, 0)
+    # the same from a Segment Parquet file (its reader hands candidates over as a view)
+    fresh_parquet = project.root / "fresh.parquet"
+    duckdb.sql(
+        f"COPY (SELECT * REPLACE ('pq-' || messageId AS messageId) FROM read_json('{fresh}')) "
+        f"TO '{fresh_parquet}' (FORMAT parquet)"
+    )
+    later = ingest(project, [fresh_parquet])
+    assert (later.loaded, later.suppressed, later.quarantined) == (1, 2, 0)
     # and through the HTTP inbox's loader
     with project.store.begin() as connection:
         event = {"type": "identify", "userId": "someone-new", "messageId": "dee-http",

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -66,6 +67,24 @@ def person_identifiers_sql(table: str, row: str) -> str:
     """
 
 
+#: Where a reader's view of candidates is materialized so that rows can be deleted;
+#: :func:`tenure.collect._validate.release` drops it with the batch.
+SUPPRESSION_BASE = "_suppression_base"
+
+
+def _deletable(con: duckdb.DuckDBPyConnection, table: str) -> str:
+    """*table*, or the table behind it when it is a view (the Parquet reader's candidates
+    read straight from Arrow): the rows are materialized once and the view re-pointed."""
+    row = con.execute(
+        "SELECT count(*) FROM duckdb_views() WHERE view_name = ? AND temporary", [table]
+    ).fetchone()
+    if not row or not row[0]:
+        return table
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {SUPPRESSION_BASE} AS SELECT * FROM {table}")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS SELECT * FROM {SUPPRESSION_BASE}")
+    return SUPPRESSION_BASE
+
+
 @dataclass(frozen=True, slots=True)
 class Suppressed:
     """Records of a batch dropped because they carry an erased person's identifier."""
@@ -93,6 +112,7 @@ def drop_suppressed(project: Project, table: str = "candidates") -> Suppressed:
     if not hashes:
         return NOTHING
     con = project.index.con
+    table = _deletable(con, table)
     con.register("_suppression_list", pa.table({"hash": pa.array(hashes, pa.string())}))
     try:
         con.execute(

@@ -315,3 +315,5 @@ def release(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("DROP VIEW IF EXISTS valid_events")
     con.execute("DROP TABLE IF EXISTS checked")
     con.execute("DROP TABLE IF EXISTS catalog_failures")
+    # a reader's view materialized by suppression (tenure.collect._suppress)
+    con.execute("DROP TABLE IF EXISTS _suppression_base")

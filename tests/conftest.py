@@ -20,6 +20,12 @@ from sqlalchemy.engine import make_url
 from tenure.config import CONFIG_FILENAME, default_config_text
 from tenure.project import Project, init_project
 
+# The CLI's Rich consoles read a terminal width from COLUMNS once, when created; pytest-xdist
+# workers start with COLUMNS=80 set, which would fix every table at 80 columns in them.
+# Without it the width is read at each print, so tests that set COLUMNS get their width.
+os.environ.pop("COLUMNS", None)
+os.environ.pop("LINES", None)
+
 POSTGRES_URL = os.environ.get("TENURE_TEST_POSTGRES_URL")
 
 STORES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]

@@ -171,6 +171,8 @@ class _Input:
     #: what quarantined records name as their source, enough to read them again
     #: on retry: "segment", or the mapping (a built-in name or a mapping file)
     reader: str = SEGMENT_SOURCE
+    #: one candidate per record, numbered in row order (see ``validate``)
+    numbered: bool = False
 
 
 def _mapping_for(project: Project, path: Path, explicit: str | None) -> tuple[TabularMapping, str]:
@@ -213,7 +215,7 @@ def _open_input(
     if mapping is None and suffix in _PARQUET_SUFFIXES and is_segment_parquet(pq.read_schema(path)):
         total = pq.ParquetFile(path).metadata.num_rows
         batches = ((done, None) for done in read_segment_parquet(path, con, batch_rows=rows))
-        return _Input("segment-parquet", SEGMENT_SOURCE, batches, total)
+        return _Input("segment-parquet", SEGMENT_SOURCE, batches, total, numbered=True)
     if suffix in (*_CSV_SUFFIXES, *_PARQUET_SUFFIXES):
         chosen, reference = _mapping_for(project, path, mapping)
         batches = _tabular_batches(con, path, chosen, rows)
@@ -268,6 +270,7 @@ def _load_batch(
     run_id: str,
     batch_no: int,
     now: dt.datetime,
+    numbered: bool = False,
 ) -> _BatchOutcome:
     """Validate ``candidates``, write the new events to the lake, return what to quarantine."""
     con = project.index.con
@@ -280,6 +283,7 @@ def _load_batch(
         now=now,
         max_future=dt.timedelta(hours=settings.max_future_skew_hours),
         max_bytes=settings.max_event_bytes,
+        numbered=numbered,
     )
     loaded = 0
     if checked.valid:
@@ -386,6 +390,7 @@ def ingest(
                     run_id=run_id,
                     batch_no=batch_no,
                     now=now,
+                    numbered=opened.numbered,
                 )
                 if snapshot is not None:  # without the rows of erased people (suppressed)
                     kept = _Snapshot(outcome.suppressed.keep(snapshot.table), snapshot.entity)

@@ -259,21 +259,27 @@ def validate(
     now: dt.datetime,
     max_future: dt.timedelta,
     max_bytes: int,
+    numbered: bool = False,
 ) -> ValidatedBatch:
     """Check the ``candidates`` table of *con*.
+
+    *numbered* says that the candidates' record numbers are distinct and in row
+    order (one record per row, as the Parquet reader gives them), so a record's
+    number is its position; otherwise positions come from sorting by number.
 
     Valid records, normalized to the lake's event columns, are left in the temp
     view ``valid_events`` (with ``_row``, the candidate's position) until
     :func:`release`; rejected ones are returned with their reasons.
     """
     checks = _checks(now, max_future, max_bytes)
+    # the sort behind row_number() is about a third of a Parquet batch's checking
+    position = "record_number" if numbered else "row_number() OVER (ORDER BY record_number)"
     con.register("catalog_rules", catalog_rules())
     try:
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE checked AS
             SELECT *, {_case(checks, "code")} AS base_code
-            FROM (SELECT *, row_number() OVER (ORDER BY record_number) AS _row
-                  FROM ({_PREPARED}))"""
+            FROM (SELECT *, {position} AS _row FROM ({_PREPARED}))"""
         )
         con.execute(f"CREATE OR REPLACE TEMP TABLE catalog_failures AS {_CATALOG_FAILURES}")
     finally:

@@ -324,6 +324,39 @@ def test_batches_bound_memory_and_count_correctly(tmp_path: Path) -> None:
     project.close()
 
 
+def test_parquet_repeats_keep_the_first_occurrence_within_and_across_batches(
+    tmp_path: Path,
+) -> None:
+    from .conftest import make_project
+
+    project = make_project(tmp_path / "p", f"sqlite:///{tmp_path / 's.db'}")
+    config = project.config.model_copy(
+        update={"ingest": project.config.ingest.model_copy(update={"batch_rows": 4})}
+    )
+    small = Project(project.root, config, clock=fixed_clock())
+    ids = ["m1", "m2", "m1", "m3", "m4", "m2", "m5", "m5"]  # repeats in one batch and the next
+    table = pa.table(
+        {
+            "message_id": ids,
+            "type": ["track"] * len(ids),
+            "event": [f"Event {i}" for i in range(len(ids))],
+            "user_id": ["u1"] * len(ids),
+            "timestamp": pa.array(
+                [dt.datetime(2024, 5, 1, 8, tzinfo=dt.UTC)] * len(ids), pa.timestamp("ms", "UTC")
+            ),
+        }
+    )
+    pq.write_table(table, tmp_path / "events.parquet", row_group_size=3)
+    report = ingest(small, [tmp_path / "events.parquet"])
+    assert (report.loaded, report.duplicates) == (5, 3)
+    names = {r["message_id"]: r["event"] for r in lake_events(small)}
+    assert names == {
+        "m1": "Event 0", "m2": "Event 1", "m3": "Event 3", "m4": "Event 4", "m5": "Event 6",
+    }  # fmt: skip
+    small.close()
+    project.close()
+
+
 def test_directories_and_unknown_files(sqlite_project: Project, tmp_path: Path) -> None:
     folder = tmp_path / "in"
     folder.mkdir()

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import duckdb
 import orjson
+import pyarrow as pa
 import pytest
 from sqlalchemy import select
 
@@ -50,9 +51,11 @@ from tests.conftest import fixed_clock, make_project
 from tests.govern._people import (
     DEE_ANON,
     DEE_EMAIL,
+    DEE_HUBSPOT,
     DEE_STRIPE,
     DEE_USER,
     DEE_VALUES,
+    KIM_EMAIL,
     KIM_USER,
     dee_events,
     kim_events,
@@ -359,3 +362,35 @@ def test_the_cli_lists_and_applies_requests(loaded: tuple[Project, list[Path]]) 
     assert [r["id"] for r in orjson.loads(done.stdout)] == [request_id]
     wrong = runner.invoke(app, ["erasures", "list", "--status", "nope", "-p", root])
     assert wrong.exit_code == 1
+
+
+def test_snapshot_rows_match_ids_only_in_person_columns_and_emails_anywhere() -> None:
+    from tenure.collect._tabular import builtin_mappings
+    from tenure.govern._erased import Erased
+    from tenure.govern._lake_rewrite import _erased_rows, person_columns
+
+    columns = person_columns(builtin_mappings().values())
+    # HubSpot contacts: the email and the contact's record id; never the company ids
+    assert columns["contacts"] >= {"email", "record_id"}
+    assert "associated_company_ids_primary" not in columns["contacts"]
+    dee = Erased(
+        identifiers=frozenset(
+            {f"external_id:hubspot_contact_id:{DEE_HUBSPOT}", f"user_id:{DEE_USER}",
+             f"email:{DEE_EMAIL}"}
+        ),
+        profiles=frozenset(),
+        emails=frozenset({DEE_EMAIL}),
+    )  # fmt: skip
+    table = pa.table(
+        {
+            "record_id": [DEE_HUBSPOT, "5252", "5353", "5454"],
+            "email": ["", KIM_EMAIL, "lou@acme.example", "ann@acme.example"],
+            # Lou's phone extension happens to be Dee's record id; Ann's notes name Dee's email
+            "phone_number": ["", "", DEE_HUBSPOT, ""],
+            "notes": ["", "", "", f"cc {DEE_EMAIL.upper()}"],
+        }
+    )
+    hit = _erased_rows(table, dee, columns["contacts"]).to_pylist()
+    assert hit == [True, False, False, True]
+    # for an entity no known mapping writes, every cell is compared
+    assert _erased_rows(table, dee).to_pylist() == [True, False, True, True]

@@ -57,6 +57,7 @@ __all__ = [
     "load_mapping",
     "read_columns",
     "read_tabular",
+    "snapshot_name",
 ]
 
 _PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -524,14 +525,22 @@ _NOT_WORD = re.compile(r"[^0-9a-zA-Z]+")
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
 
+def snapshot_name(column: str) -> str:
+    """The snake_case name an export's column has in its snapshot ("" for a blank name).
+
+    Two columns of one file that come out alike are told apart by a suffix there
+    (``_2``); this is the name before that.
+    """
+    base = _NOT_WORD.sub("_", _CAMEL.sub("_", column)).strip("_").lower()
+    return f"col_{base}" if base and base[0].isdigit() else base
+
+
 def _snapshot_names(header: Sequence[str]) -> list[str]:
     """snake_case column names for the snapshot, unique and clear of ``record_number``."""
     taken = {"record_number"}
     names = []
     for i, column in enumerate(header):
-        base = _NOT_WORD.sub("_", _CAMEL.sub("_", column)).strip("_").lower() or f"column_{i + 1}"
-        if base[0].isdigit():
-            base = f"col_{base}"
+        base = snapshot_name(column) or f"column_{i + 1}"
         name, n = base, 2
         while name in taken:
             name, n = f"{base}_{n}", n + 1

@@ -57,8 +57,15 @@ class Erased:
         return sorted(i for i in self.identifiers if i.startswith("external_id:"))
 
     def cell_values(self) -> list[str]:
-        """Every bare value an export's cell could hold (emails lower case)."""
-        return sorted({i.partition(":")[2] for i in self.identifiers if not _pseudonymous(i)})
+        """Every bare value an export's cell could hold (emails lower case): ``user_id:u1``
+        → ``u1``, ``external_id:stripe_customer_id:cus_1`` → ``cus_1``."""
+        values = set()
+        for typed in self.identifiers:
+            if _pseudonymous(typed):
+                continue
+            kind, _, value = typed.partition(":")
+            values.add(value.partition(":")[2] if kind == "external_id" else value)
+        return sorted(values)
 
     def email_pattern(self) -> str | None:
         """A regular expression finding any of their emails in lower-cased text."""

@@ -10,10 +10,15 @@ looked for where an event names its person). Message ids are not touched:
 the removed events' ids stay registered, so loading the same file again
 finds them already seen.
 
-Entity snapshots (export rows): a row with a cell equal to one of their
-identifiers' values (emails compared without case), or mentioning one of
-their emails, is removed. Person feature snapshots (``features/person/``)
-lose the rows of their profiles.
+Entity snapshots (export rows): a row whose person columns — those the
+mappings writing the entity read a person's user id, email or external id
+from (:func:`person_columns`) — hold one of their identifiers' values (emails
+compared without case), or with any cell mentioning one of their emails, is
+removed. Other cells are not compared with their ids: a short id such as a
+HubSpot record id ``5151`` may well be another row's phone number, seat count
+or amount. For an entity no known mapping writes, every cell is compared.
+Person feature snapshots (``features/person/``) lose the rows of their
+profiles.
 
 Only files holding such rows are rewritten; each is replaced by a new file (or
 by none, when nothing is left) in one all-or-nothing swap of
@@ -25,7 +30,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,11 +38,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from tenure.collect._mapping import Collection
+from tenure.collect._tabular import TabularMapping, snapshot_name
 from tenure.govern._erased import Erased
 from tenure.govern.pii import Pseudonymizer
 from tenure.warehouse import LakeIndex, Replacement, StagedFile, SwapPhase
 
-__all__ = ["LakeRewrite", "rewrite_lake"]
+__all__ = ["LakeRewrite", "person_columns", "rewrite_lake"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,18 +173,39 @@ def snapshot_hash(table: pa.Table) -> str:
     return digest.hexdigest()
 
 
-def _erased_rows(table: pa.Table, erased: Erased) -> pa.Array:
-    """Which rows of an export snapshot hold an erased person's identifier or email."""
+def person_columns(mappings: Iterable[TabularMapping]) -> dict[str, frozenset[str]]:
+    """Per snapshot entity, the snapshot columns *mappings* read a person's identifiers from:
+    user id, email, and external ids outside the accounts collection."""
+    found: dict[str, set[str]] = {}
+    for mapping in mappings:
+        ident = mapping.identity
+        groups = [g for g in (ident.user_id, ident.email) if g is not None]
+        groups += [x.column for x in ident.external_ids if x.collection is not Collection.ACCOUNTS]
+        names = found.setdefault(str(mapping.entity), set())
+        names.update(snapshot_name(column) for group in groups for column in group)
+    return {entity: frozenset(names) for entity, names in found.items()}
+
+
+def _erased_rows(
+    table: pa.Table, erased: Erased, columns: frozenset[str] | None = None
+) -> pa.Array:
+    """Which rows of an export snapshot hold an erased person's identifier or email.
+
+    Identifier values are looked for in *columns* (every string column when
+    None); emails, which cannot be mistaken for other data, in every cell.
+    """
     exact = pa.array(erased.cell_values(), pa.string())
     emails = pa.array(sorted(erased.emails), pa.string())
     pattern = erased.email_pattern()
     hit = pa.array([False] * table.num_rows, pa.bool_())
-    for column in table.columns:
+    for name, column in zip(table.column_names, table.columns, strict=True):
         if not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
             continue
         trimmed = pc.utf8_trim_whitespace(column)
         lowered = pc.utf8_lower(trimmed)
-        found = pc.or_(pc.is_in(trimmed, value_set=exact), pc.is_in(lowered, value_set=emails))
+        found = pc.is_in(lowered, value_set=emails)
+        if columns is None or name in columns:
+            found = pc.or_(found, pc.is_in(trimmed, value_set=exact))
         if pattern is not None:
             found = pc.or_(found, pc.match_substring_regex(lowered, pattern))
         hit = pc.or_(hit, pc.fill_null(found, False))
@@ -185,7 +213,12 @@ def _erased_rows(table: pa.Table, erased: Erased) -> pa.Array:
 
 
 def _rewrite_snapshots(
-    index: LakeIndex, erased: Erased, run_id: str, old: list[str], new: list[Replacement]
+    index: LakeIndex,
+    erased: Erased,
+    run_id: str,
+    old: list[str],
+    new: list[Replacement],
+    columns: Mapping[str, frozenset[str]],
 ) -> tuple[int, int]:
     lake = index.lake
     removed = files = 0
@@ -194,7 +227,7 @@ def _rewrite_snapshots(
             continue
         path = lake.root / rel
         table = pq.read_table(path)
-        hit = _erased_rows(table, erased)
+        hit = _erased_rows(table, erased, columns.get(kind.partition(":")[2]))
         gone = int(pc.sum(hit).as_py() or 0)
         if gone == 0:
             continue
@@ -263,14 +296,20 @@ def rewrite_lake(
     *,
     run_id: str,
     at: dt.datetime,
+    columns: Mapping[str, frozenset[str]] | None = None,
     checkpoint: Callable[[SwapPhase], None] | None = None,
 ) -> LakeRewrite:
-    """Remove *erased* from the lake's event and snapshot files (one swap) and features."""
+    """Remove *erased* from the lake's event and snapshot files (one swap) and features.
+
+    *columns* are the person columns of each snapshot entity (:func:`person_columns`).
+    """
     old: list[str] = []
     new: list[Replacement] = []
     removed, redacted = _rewrite_events(index, erased, masker, run_id, old, new)
     event_files = len(old)
-    snapshot_rows, snapshot_files = _rewrite_snapshots(index, erased, run_id, old, new)
+    snapshot_rows, snapshot_files = _rewrite_snapshots(
+        index, erased, run_id, old, new, columns or {}
+    )
     index.replace_files(old, new, run_id=run_id, at=at, checkpoint=checkpoint)
     index.lake.clear_staging()
     _scrub_set_aside(index, erased)

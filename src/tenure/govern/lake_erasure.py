@@ -36,8 +36,9 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
 from tenure.collect._suppress import erasure_key
+from tenure.collect._tabular import TabularMapping, builtin_mappings, load_mapping
 from tenure.govern._erased import Erased, resolve
-from tenure.govern._lake_rewrite import LakeRewrite, rewrite_lake
+from tenure.govern._lake_rewrite import LakeRewrite, person_columns, rewrite_lake
 from tenure.govern._warehouse_erasure import erase_store_leftovers, erase_warehouse
 from tenure.govern.pii import Pseudonymizer
 from tenure.govern.secrets import project_secret
@@ -95,6 +96,12 @@ def _masker(project: Project) -> Pseudonymizer:
     return Pseudonymizer(project_secret(project.root, "pseudonym", env))
 
 
+def _mappings(project: Project) -> list[TabularMapping]:
+    """The built-in mappings and the project's own (its sources), which write its snapshots."""
+    own = [load_mapping(s.mapping, project.root) for s in project.config.sources.values()]
+    return [*builtin_mappings().values(), *own]
+
+
 def apply_erasures(
     project: Project,
     *,
@@ -125,7 +132,13 @@ def apply_erasures(
             add_suppressions(connection, request_id, [key.hash(i) for i in person.identifiers], at)
     erased = Erased.union(people.values())
     lake: LakeRewrite = rewrite_lake(
-        project.index, erased, masker, run_id=run_id, at=at, checkpoint=checkpoint
+        project.index,
+        erased,
+        masker,
+        run_id=run_id,
+        at=at,
+        columns=person_columns(_mappings(project)),
+        checkpoint=checkpoint,
     )
     removed = erase_warehouse(warehouse, erased, project.config.identity)
     with project.store.begin() as connection:

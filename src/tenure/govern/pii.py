@@ -30,6 +30,7 @@ detected: free text is not where tenure keeps them.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -119,6 +120,7 @@ _TYPED = re.compile(r"^([a-z_]+):(\S+)$")  # one typed identifier; text around i
 _PSEUDONYM = re.compile(r"^pii_[0-9a-f]{16}$")
 
 
+@functools.lru_cache(maxsize=4096)  # documents repeat their keys: once per key, not per use
 def is_pii_key(key: str) -> bool:
     """Whether values under *key* are personal (see :data:`PII_KEYS`)."""
     normal = _NOT_KEY.sub("", key).lower()
@@ -143,6 +145,8 @@ class Pseudonymizer:
 
     def text(self, value: str) -> str:
         """*value* with a personal identifier's value and every email in it pseudonymized."""
+        if "@" not in value and ":" not in value:
+            return value  # neither an email nor a typed identifier: most text of a document
         if _PSEUDONYM.match(value):
             return value
         typed = _TYPED.match(value)

@@ -394,3 +394,40 @@ def test_snapshot_rows_match_ids_only_in_person_columns_and_emails_anywhere() ->
     assert hit == [True, False, False, True]
     # for an entity no known mapping writes, every cell is compared
     assert _erased_rows(table, dee).to_pylist() == [True, False, True, True]
+
+
+def test_store_leftovers_go_by_her_user_ids_and_emails_not_her_short_record_ids(
+    tmp_path: Path,
+) -> None:
+    from tenure.collect import ReasonCode
+    from tenure.govern._erased import Erased
+    from tenure.govern._warehouse_erasure import erase_store_leftovers
+    from tenure.store import NewQuarantined, add_quarantined, start_run
+
+    project = make_project(tmp_path / "p", f"sqlite:///{tmp_path / 's.db'}")
+    dee = Erased(
+        identifiers=frozenset(
+            {f"external_id:hubspot_contact_id:{DEE_HUBSPOT}", f"user_id:{DEE_USER}",
+             f"email:{DEE_EMAIL}"}
+        ),
+        profiles=frozenset(),
+        emails=frozenset({DEE_EMAIL}),
+    )  # fmt: skip
+    raws = {
+        1: orjson.dumps({"userId": DEE_USER, "type": "track", "timestamp": "never"}),
+        2: orjson.dumps({"userId": KIM_USER, "type": "track", "properties": {"ext": DEE_HUBSPOT}}),
+        3: orjson.dumps({"userId": "lou", "type": "track", "properties": {"cc": DEE_EMAIL}}),
+    }
+    with project.store.begin() as connection:
+        start_run(connection, "r1", NOW, ["in.jsonl"])
+        records = [
+            NewQuarantined("segment", "in.jsonl", n, raw.decode(), ReasonCode.BAD_TIMESTAMP, "x")
+            for n, raw in raws.items()
+        ]
+        add_quarantined(connection, "r1", NOW, records)
+        deleted, _ = erase_store_leftovers(connection, dee, _masker(project))
+        kept = connection.execute(select(quarantine.c.record_number)).scalars().all()
+    # hers by user id, and the one naming her email; Kim's, which only holds a value
+    # equal to her record id, stays
+    assert (deleted, sorted(kept)) == (2, [2])
+    project.close()

@@ -56,15 +56,20 @@ class Erased:
     def external_ids(self) -> list[str]:
         return sorted(i for i in self.identifiers if i.startswith("external_id:"))
 
-    def cell_values(self) -> list[str]:
+    def cell_values(self, *, external: bool = True) -> list[str]:
         """Every bare value an export's cell could hold (emails lower case): ``user_id:u1``
-        → ``u1``, ``external_id:stripe_customer_id:cus_1`` → ``cus_1``."""
+        → ``u1``, ``external_id:stripe_customer_id:cus_1`` → ``cus_1`` (unless not
+        *external*)."""
         values = set()
         for typed in self.identifiers:
             if _pseudonymous(typed):
                 continue
             kind, _, value = typed.partition(":")
-            values.add(value.partition(":")[2] if kind == "external_id" else value)
+            if kind == "external_id":
+                if external:
+                    values.add(value.partition(":")[2])
+            else:
+                values.add(value)
         return sorted(values)
 
     def email_pattern(self) -> str | None:

@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING
 import ibis
 import orjson
 import pyarrow as pa
-from sqlalchemy import Connection, delete, func, or_, select, update
+from sqlalchemy import Connection, delete, or_, update
 
 from tenure.config import IdentitySettings
 from tenure.features import SENTIMENT_TABLE
 from tenure.govern._erased import Erased
-from tenure.govern.erasure import _is_theirs, _like_inside, _like_json_string, _redact_event
+from tenure.govern.erasure import _inbox_events, _is_theirs, _mentioning, _redact_event
 from tenure.govern.pii import Pseudonymizer
 from tenure.identity._build import build_views
 from tenure.identity._model import (
@@ -132,41 +132,24 @@ def erase_store_leftovers(
 ) -> tuple[int, int]:
     """Quarantined records naming the person deleted; loaded inbox rows deleted or
     pseudonymized. Returns (quarantined records deleted, inbox rows changed)."""
-    exact = set(erased.cell_values()) - set(erased.emails)
+    # user and anonymous ids, not external ids: a short record id (5151) is too common
+    # in other records' JSON to say whose a record is
+    exact = set(erased.cell_values(external=False)) - set(erased.emails)
     emails = set(erased.emails)
-    quarantined = [quarantine.c.raw.like(_like_json_string(v), escape="!") for v in sorted(exact)]
-    quarantined += [
-        func.lower(quarantine.c.raw).like(_like_inside(e), escape="!") for e in sorted(emails)
-    ]
     deleted = 0
-    if quarantined:
+    if quarantined := _mentioning(quarantine.c.raw, exact, emails):
         deleted = int(connection.execute(delete(quarantine).where(or_(*quarantined))).rowcount or 0)
-    patterns = [inbox.c.payload.like(_like_json_string(v), escape="!") for v in sorted(exact)]
-    patterns += [
-        func.lower(inbox.c.payload).like(_like_inside(e), escape="!") for e in sorted(emails)
-    ]
-    if not patterns:
-        return deleted, 0
-    rows = connection.execute(
-        select(inbox.c.id, inbox.c.payload).where(inbox.c.loaded_at.is_not(None), or_(*patterns))
-    ).all()
     changed = 0
-    for row in rows:
-        try:
-            event = orjson.loads(row.payload)
-        except orjson.JSONDecodeError:
-            continue
-        if not isinstance(event, dict):
-            continue
+    for row_id, event in list(_inbox_events(connection, exact, emails, loaded=True)):
         if _is_theirs(event, exact, emails):
-            connection.execute(delete(inbox).where(inbox.c.id == row.id))
+            connection.execute(delete(inbox).where(inbox.c.id == row_id))
             changed += 1
             continue
         redacted = _redact_event(event, exact, emails, masker)
         if redacted != event:
             connection.execute(
                 update(inbox)
-                .where(inbox.c.id == row.id)
+                .where(inbox.c.id == row_id)
                 .values(payload=orjson.dumps(redacted).decode())
             )
             changed += 1

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -240,32 +240,47 @@ def _redact_event(
     return redacted
 
 
-def _redact_inbox(
-    connection: Connection, exact: set[str], emails: set[str], masker: Pseudonymizer
-) -> int:
-    patterns = [inbox.c.payload.like(_like_json_string(v), escape="!") for v in sorted(exact)]
-    patterns += [
-        func.lower(inbox.c.payload).like(_like_inside(e), escape="!") for e in sorted(emails)
+def _mentioning(column: Any, exact: set[str], emails: set[str]) -> list[Any]:
+    """Conditions on a column of JSON text: it holds one of *exact* as a whole JSON
+    string, or one of *emails* anywhere (without case)."""
+    return [column.like(_like_json_string(v), escape="!") for v in sorted(exact)] + [
+        func.lower(column).like(_like_inside(e), escape="!") for e in sorted(emails)
     ]
+
+
+def _inbox_events(
+    connection: Connection, exact: set[str], emails: set[str], *, loaded: bool
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(row id, event) of the inbox rows, loaded into the lake or still waiting, that
+    mention the person. A row that is not a JSON object is not read as an event (the
+    loader quarantines it)."""
+    patterns = _mentioning(inbox.c.payload, exact, emails)
     if not patterns:
-        return 0
+        return
+    state = inbox.c.loaded_at.is_not(None) if loaded else inbox.c.loaded_at.is_(None)
     rows = connection.execute(
-        select(inbox.c.id, inbox.c.payload).where(inbox.c.loaded_at.is_(None), or_(*patterns))
+        select(inbox.c.id, inbox.c.payload).where(state, or_(*patterns))
     ).all()
-    changed = 0
     for row in rows:
         try:
             event = orjson.loads(row.payload)
         except orjson.JSONDecodeError:
-            continue  # the loader quarantines it; nothing here is read as an event
-        if not isinstance(event, dict):
             continue
+        if isinstance(event, dict):
+            yield int(row.id), event
+
+
+def _redact_inbox(
+    connection: Connection, exact: set[str], emails: set[str], masker: Pseudonymizer
+) -> int:
+    changed = 0
+    for row_id, event in _inbox_events(connection, exact, emails, loaded=False):
         redacted = _redact_event(event, exact, emails, masker)
         if redacted == event:
             continue
         done = connection.execute(
             update(inbox)
-            .where(inbox.c.id == row.id, inbox.c.loaded_at.is_(None))
+            .where(inbox.c.id == row_id, inbox.c.loaded_at.is_(None))
             .values(payload=orjson.dumps(redacted).decode())
         )
         changed += int(done.rowcount or 0)

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 
+import orjson
 import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from sqlalchemy import select
 
 from tenure._config_decide import SmtpSettings
+from tenure.collect._inbox import load_inbox
 from tenure.deliver import SmtpChannel, delivery_attempts_of
 from tenure.errors import ConfigError
 from tenure.govern.consent import ConsentReason, record_consent
 from tenure.project import Project
+from tenure.store._tables import inbox
 from tests.deliver.conftest import (
     Mailbox,
     MovableClock,
@@ -77,6 +81,41 @@ def test_email_arrives_with_message_id_from_key_and_unsubscribe_headers(
         attempt.detail
         == f"accepted by SMTP {smtp_server.host}:{smtp_server.port} as <{KEY}@tenure>"
     )
+
+
+def test_a_sent_email_leaves_one_message_sent_event_that_loads_into_the_lake(
+    project: Project, smtp_server: SmtpServer, clock: MovableClock
+) -> None:
+    payload = email_payload("Dee@Acme.com", 1)
+    outbox_id = queue(
+        project.store, "email", payload, key=KEY, now=clock(), decision_id="d_42",
+        campaign="onboarding",
+    )  # fmt: skip
+    worker = make_worker(project.store, {"email": smtp_channel(smtp_server, clock)}, clock)
+    assert worker.deliver_once().sent == 1
+    clock.advance(3600)
+    assert worker.deliver_once().handled == 0
+    with project.store.connect() as connection:
+        rows = connection.execute(select(inbox.c.message_id, inbox.c.source, inbox.c.payload))
+        [(message_id, source, text)] = rows.all()
+    event = orjson.loads(text)
+    assert (message_id, source, event["event"]) == (
+        f"email-{outbox_id}-sent",
+        "tenure",
+        "Message Sent",
+    )
+    assert event["context"] == {"traits": {"email": "Dee@Acme.com"}}
+    assert event["properties"] == {
+        "channel": "email", "message_id": KEY, "decision_id": "d_42", "campaign": "onboarding",
+    }  # fmt: skip
+    assert event["timestamp"] == "2024-06-01T12:00:00Z"
+    loaded = load_inbox(project)
+    assert loaded is not None
+    assert (loaded.loaded, loaded.quarantined) == (1, 0)
+    [lake] = project.index.con.execute(
+        f"SELECT email, event FROM read_parquet('{project.lake.events_glob()}')"
+    ).fetchall()
+    assert lake == ("dee@acme.com", "Message Sent")
 
 
 def test_a_second_pass_sends_nothing_again(

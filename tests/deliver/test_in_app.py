@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 
+import orjson
 from sqlalchemy import select
 
 from tenure.deliver import InAppChannel, claim, delivery_attempts_of
 from tenure.govern.consent import ConsentReason, record_consent
 from tenure.project import Project
-from tenure.store._tables import in_app_messages
+from tenure.store._tables import in_app_messages, inbox
 from tests.deliver.conftest import MovableClock, make_worker, outbox_rows, queue
 
 
@@ -57,6 +58,14 @@ def test_in_app_message_lands_exactly_once(project: Project, clock: MovableClock
         "p1",
         clock() - dt.timedelta(seconds=3600),
     )
+    # one Message Sent per message, the resent one included, placed by the user id
+    with engine.connect() as connection:
+        payloads = connection.execute(select(inbox.c.payload).order_by(inbox.c.id)).scalars()
+        sent = [orjson.loads(p) for p in payloads]
+    assert [(e["event"], e["userId"], e["properties"]["message_id"]) for e in sent] == [
+        ("Message Sent", "u1", str(first)),
+        ("Message Sent", "u2", str(second)),
+    ]
 
 
 def test_in_app_respects_a_withdrawal_made_after_queueing(

@@ -26,6 +26,7 @@ from tenure.api._pii import PLAIN
 from tenure.collect._http import CollectedEvent
 from tenure.collect._inbox import write_events
 from tenure.deliver._outbox import begin_write
+from tenure.deliver._sent import EVENT_SOURCE
 from tenure.errors import NotFoundError
 from tenure.govern.keys import Scope
 from tenure.store._tables import in_app_messages, outbox
@@ -33,9 +34,6 @@ from tenure.store._tables import in_app_messages, outbox
 __all__ = ["EVENT_SOURCE", "router"]
 
 router = APIRouter(tags=["in-app feed"])
-
-#: The inbox source of events tenure itself emits (the catalog's messaging source).
-EVENT_SOURCE = "tenure"
 
 USER_ID = Annotated[
     str,

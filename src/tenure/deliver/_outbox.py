@@ -35,6 +35,8 @@ from sqlalchemy import Connection, Engine, and_, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from tenure._config_decide import Channel, DeliverySettings
+from tenure.collect._inbox import write_events
+from tenure.deliver._sent import EVENT_SOURCE, sent_event
 from tenure.errors import DeliveryError, NotFoundError
 from tenure.store._tables import delivery_attempts, outbox
 
@@ -402,7 +404,11 @@ def mark_sent(
     now: dt.datetime,
     detail: str | None = None,
 ) -> bool:
-    """Record a successful send inside the caller's transaction; False if the lease was lost."""
+    """Record a successful send inside the caller's transaction; False if the lease was lost.
+
+    A send to a person also puts its ``Message Sent`` event in the inbox
+    (:mod:`tenure.deliver._sent`).
+    """
     done = connection.execute(
         update(outbox)
         .where(_owned(delivery, worker_id))
@@ -417,6 +423,9 @@ def mark_sent(
     if done.rowcount != 1:
         return False
     _record(connection, delivery, worker_id, started_at, now, AttemptOutcome.SENT, detail)
+    sent = sent_event(delivery, now)
+    if sent is not None:  # into the inbox with the status: the lake learns of it once
+        write_events(connection, [(EVENT_SOURCE, [sent])], now)
     return True
 
 

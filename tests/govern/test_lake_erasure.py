@@ -28,6 +28,7 @@ from tenure.collect._inbox import load_inbox
 from tenure.collect._inbox import write_events as write_inbox
 from tenure.collect._suppress import erasure_key
 from tenure.features import FeatureEntity, build_features, project_features
+from tenure.govern._erased import Erased
 from tenure.govern.erasure import erase
 from tenure.govern.lake_erasure import apply_erasures, pending_erasures
 from tenure.govern.pii import Pseudonymizer
@@ -364,16 +365,9 @@ def test_the_cli_lists_and_applies_requests(loaded: tuple[Project, list[Path]]) 
     assert wrong.exit_code == 1
 
 
-def test_snapshot_rows_match_ids_only_in_person_columns_and_emails_anywhere() -> None:
-    from tenure.collect._tabular import builtin_mappings
-    from tenure.govern._erased import Erased
-    from tenure.govern._lake_rewrite import _erased_rows, person_columns
-
-    columns = person_columns(builtin_mappings().values())
-    # HubSpot contacts: the email and the contact's record id; never the company ids
-    assert columns["contacts"] >= {"email", "record_id"}
-    assert "associated_company_ids_primary" not in columns["contacts"]
-    dee = Erased(
+def _dee_by_record_id() -> Erased:
+    """Dee as the batch step resolves her, with her HubSpot record id (a short number)."""
+    return Erased(
         identifiers=frozenset(
             {f"external_id:hubspot_contact_id:{DEE_HUBSPOT}", f"user_id:{DEE_USER}",
              f"email:{DEE_EMAIL}"}
@@ -381,6 +375,17 @@ def test_snapshot_rows_match_ids_only_in_person_columns_and_emails_anywhere() ->
         profiles=frozenset(),
         emails=frozenset({DEE_EMAIL}),
     )  # fmt: skip
+
+
+def test_snapshot_rows_match_ids_only_in_person_columns_and_emails_anywhere() -> None:
+    from tenure.collect._tabular import builtin_mappings
+    from tenure.govern._lake_rewrite import _erased_rows, person_columns
+
+    columns = person_columns(builtin_mappings().values())
+    # HubSpot contacts: the email and the contact's record id; never the company ids
+    assert columns["contacts"] >= {"email", "record_id"}
+    assert "associated_company_ids_primary" not in columns["contacts"]
+    dee = _dee_by_record_id()
     table = pa.table(
         {
             "record_id": [DEE_HUBSPOT, "5252", "5353", "5454"],
@@ -400,19 +405,11 @@ def test_store_leftovers_go_by_her_user_ids_and_emails_not_her_short_record_ids(
     tmp_path: Path,
 ) -> None:
     from tenure.collect import ReasonCode
-    from tenure.govern._erased import Erased
     from tenure.govern._warehouse_erasure import erase_store_leftovers
     from tenure.store import NewQuarantined, add_quarantined, start_run
 
     project = make_project(tmp_path / "p", f"sqlite:///{tmp_path / 's.db'}")
-    dee = Erased(
-        identifiers=frozenset(
-            {f"external_id:hubspot_contact_id:{DEE_HUBSPOT}", f"user_id:{DEE_USER}",
-             f"email:{DEE_EMAIL}"}
-        ),
-        profiles=frozenset(),
-        emails=frozenset({DEE_EMAIL}),
-    )  # fmt: skip
+    dee = _dee_by_record_id()
     raws = {
         1: orjson.dumps({"userId": DEE_USER, "type": "track", "timestamp": "never"}),
         2: orjson.dumps({"userId": KIM_USER, "type": "track", "properties": {"ext": DEE_HUBSPOT}}),

@@ -37,6 +37,13 @@ def fixed_clock(at: dt.datetime = FIXED_NOW) -> Callable[[], dt.datetime]:
     return lambda: at
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files holding slow tests run first (keeping each file's order): on several workers,
+    each taking a file at a time, the longest then start at once instead of last."""
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)
+
+
 @pytest.fixture(params=STORES)
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A store URL for an empty database: a SQLite file, or a fresh PostgreSQL schema."""

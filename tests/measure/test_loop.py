@@ -22,6 +22,8 @@ from tenure.errors import SendError
 from tenure.measure.loop import SimulatorChannel
 from tenure.simulate import ActionType
 
+pytestmark = pytest.mark.slow  # the closed loop runs 3 minutes and more
+
 _BUDGET = 25
 
 

@@ -28,7 +28,7 @@ from tenure.api._errors import JsonResponse, install_error_handlers
 from tenure.api._metrics import Metrics
 from tenure.api._telemetry import RequestMiddleware, make_logger
 from tenure.collect._inbox import InboxWriter, load_inbox, prune_inbox
-from tenure.govern.secrets import project_secret
+from tenure.govern.pii import pseudonym_secret
 from tenure.project import Project
 
 __all__ = ["AppState", "app_from_environment", "create_app", "load_once"]
@@ -143,9 +143,7 @@ def create_app(project: Project, *, loader: bool | None = None) -> FastAPI:
             metrics=Metrics(project.store, project.clock),
             tracer=tracer(),
             log=make_logger(settings.access_log),
-            pseudonym_secret=project_secret(
-                project.root, "pseudonym", settings.pseudonym_secret_env
-            ),
+            pseudonym_secret=pseudonym_secret(project),
         )
         app.state.tenure = state
         task = asyncio.create_task(_loader(state)) if run_loader else None

@@ -40,8 +40,7 @@ from tenure.collect._tabular import TabularMapping, builtin_mappings, load_mappi
 from tenure.govern._erased import Erased, resolve
 from tenure.govern._lake_rewrite import LakeRewrite, person_columns, rewrite_lake
 from tenure.govern._warehouse_erasure import erase_store_leftovers, erase_warehouse
-from tenure.govern.pii import Pseudonymizer
-from tenure.govern.secrets import project_secret
+from tenure.govern.pii import Pseudonymizer, pseudonym_secret
 from tenure.identity._model import RUNS_TABLE
 from tenure.identity._stitch import stitch_warehouse
 from tenure.store import append_audit
@@ -90,12 +89,6 @@ def pending_erasures(project: Project) -> list[ErasureRequest]:
         return list_erasure_requests(connection, status=LakeStatus.PENDING)
 
 
-def _masker(project: Project) -> Pseudonymizer:
-    """The pseudonymizer of ``tenure serve`` (the inbox's pseudonyms are its)."""
-    env = project.config.serve.pseudonym_secret_env
-    return Pseudonymizer(project_secret(project.root, "pseudonym", env))
-
-
 def _mappings(project: Project) -> list[TabularMapping]:
     """The built-in mappings and the project's own (its sources), which write its snapshots."""
     own = [load_mapping(s.mapping, project.root) for s in project.config.sources.values()]
@@ -120,7 +113,7 @@ def apply_erasures(
     started = time.perf_counter()
     at = project.clock()
     run_id = f"{at.astimezone(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
-    masker, key = _masker(project), erasure_key(project)
+    masker, key = Pseudonymizer(pseudonym_secret(project)), erasure_key(project)
     project.index.recover()
     warehouse = project.warehouse
     graph = warehouse.has_table(RUNS_TABLE.name)

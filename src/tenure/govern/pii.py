@@ -35,7 +35,12 @@ import hashlib
 import hmac
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from tenure.govern.secrets import project_secret
+
+if TYPE_CHECKING:
+    from tenure.project import Project
 
 __all__ = [
     "PII_IDENTIFIER_TYPES",
@@ -43,7 +48,15 @@ __all__ = [
     "PII_KEY_SUFFIXES",
     "Pseudonymizer",
     "is_pii_key",
+    "pseudonym_secret",
 ]
+
+
+def pseudonym_secret(project: Project) -> bytes:
+    """The key of the project's pseudonyms (``serve.pseudonym_secret_env``, else its key file):
+    the API masks with it, and erasure writes the same pseudonyms."""
+    return project_secret(project.root, "pseudonym", project.config.serve.pseudonym_secret_env)
+
 
 #: Keys (normalized: lower case, no ``_``, ``-`` or spaces) whose values are personal.
 PII_KEYS = frozenset(

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy import optimize
 from sklearn.base import clone
 
 import tenure.models.clv as clv
@@ -227,6 +228,33 @@ def test_gammagamma_conditional_spend_of_the_first_ten_customers(
     p, q, gamma = gammagamma.params_.values()
     # Customers without a repeat purchase get the population mean p·γ/(q − 1).
     assert spend[first["x"].to_numpy() == 0] == pytest.approx(p * gamma / (q - 1), rel=1e-12)
+
+
+def test_gammagamma_gradient_matches_finite_differences(cdnow: pd.DataFrame) -> None:
+    repeat = cdnow[cdnow["x"] > 0]
+    data = (repeat["x"].to_numpy(float), repeat["zbar"].to_numpy(float))
+    model = GammaGamma()
+    for point in ([0.0, 0.0, 0.0], [1.8, 1.3, 2.7], [-1.0, 2.0, 0.5]):
+        log_params = np.array(point)
+
+        def total(at: np.ndarray) -> float:
+            return float(model._log_likelihood_terms(np.exp(at), data).sum())
+
+        exact = model._log_likelihood_gradient(np.exp(log_params), data).sum(axis=0)
+        numeric = optimize.approx_fprime(log_params, total, 1e-7)
+        assert exact == pytest.approx(numeric, rel=1e-4, abs=1e-3)
+
+
+def test_gammagamma_on_nearly_constant_spend_follows_each_customers_own_mean() -> None:
+    """Subscription invoices barely vary within a customer: the likelihood rises along a
+    ridge towards p → ∞, where each customer's expected spend is their own mean."""
+    rng = np.random.default_rng(7)
+    frequency = rng.integers(1, 24, size=500).astype(float)
+    own = rng.choice([49.0, 99.0, 299.0, 990.0], size=500) * rng.uniform(0.999, 1.001, 500)
+    model = GammaGamma().fit(frequency, own)
+    assert model.params_["p"] > 1e3
+    spend = model.conditional_expected_average_spend(frequency, own)
+    assert spend == pytest.approx(own, rel=1e-3)
 
 
 def test_gammagamma_rejects_customers_without_repeat_purchases(cdnow: pd.DataFrame) -> None:

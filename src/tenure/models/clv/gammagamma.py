@@ -6,7 +6,7 @@ from typing import Self
 
 import numpy as np
 import numpy.typing as npt
-from scipy.special import gammaln
+from scipy.special import digamma, gammaln
 
 from tenure.errors import ModelError
 from tenure.models._base import check_fitted
@@ -91,6 +91,20 @@ class GammaGamma(MaximumLikelihoodModel):
             + (p * x - 1) * np.log(z)
             - (p * x + q) * np.log(gamma + x * z)
         )
+        return result
+
+    def _log_likelihood_gradient(
+        self, params: FloatArray, data: tuple[FloatArray, ...]
+    ) -> FloatArray:
+        p, q, gamma = params
+        x, z = data
+        shared = digamma(p * x + q)
+        scale = np.log(gamma + x * z)
+        d_p = x * (shared - digamma(p * x) + np.log(x) + np.log(z) - scale)
+        d_q = shared - digamma(q) + np.log(gamma) - scale
+        d_gamma = q / gamma - (p * x + q) / (gamma + x * z)
+        # with respect to the log-parameters: d/d log θ = θ · d/dθ
+        result: FloatArray = np.column_stack([p * d_p, q * d_q, gamma * d_gamma])
         return result
 
     def conditional_expected_average_spend(

@@ -410,6 +410,10 @@ def test_reason_text_renders_the_value() -> None:
     assert logins.render_reason(40) == "logins up 40 % over 30 days"
     tickets = feature_set().get("urgent_tickets_open")
     assert tickets.render_reason(2) == "2 unresolved urgent tickets"
+    assert tickets.render_reason(1) == "1 unresolved urgent ticket"
+    failures = feature_set().get("payment_failures_90d")
+    assert failures.render_reason(1.0) == "1 failed payment in 90 days"
+    assert failures.render_reason(0) == "0 failed payments in 90 days"
 
 
 def test_build_materializes_a_snapshot_with_hashes_and_is_idempotent(acme: Project) -> None:

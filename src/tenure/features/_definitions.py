@@ -116,6 +116,8 @@ class FeatureDefinition(BaseModel):
     reason_rising: str | None = None
     #: The reason's wording when the value is missing (no such events at all).
     reason_missing: str | None = None
+    #: The reason's wording when the value is exactly 1 ("1 failed payment").
+    reason_one: str | None = None
 
     @field_validator("name")
     @classmethod
@@ -131,7 +133,7 @@ class FeatureDefinition(BaseModel):
             parse_window(value)
         return value
 
-    @field_validator("reason", "reason_rising", "reason_missing")
+    @field_validator("reason", "reason_rising", "reason_missing", "reason_one")
     @classmethod
     def _reason_uses_known_fields(cls, value: str | None) -> str | None:
         if value is None:
@@ -188,6 +190,8 @@ class FeatureDefinition(BaseModel):
         template = self.reason
         if self.reason_rising and number is not None and number > 0:
             template = self.reason_rising
+        if self.reason_one and number == 1:
+            template = self.reason_one
         if template and number is not None:
             return template.format(
                 value=number, abs_value=abs(number), pct=number, abs_pct=abs(number)
@@ -200,7 +204,7 @@ def definition_hash(definition: FeatureDefinition) -> str:
     """A stable hash of what the feature computes (not of its wording)."""
     semantic = definition.model_dump(
         mode="json",
-        exclude={"description", "reason", "reason_rising", "reason_missing"},
+        exclude={"description", "reason", "reason_rising", "reason_missing", "reason_one"},
         exclude_defaults=False,
     )
     text = json.dumps(semantic, sort_keys=True, separators=(",", ":"))
@@ -270,6 +274,7 @@ BUILTIN_FEATURES: tuple[FeatureDefinition, ...] = (
         window="90d",
         description="distinct features used in the last 90 days",
         reason="narrow use: {value:.0f} features in 90 days",
+        reason_one="narrow use: 1 feature in 90 days",
     ),
     _f(
         name="usage_trend",
@@ -289,6 +294,7 @@ BUILTIN_FEATURES: tuple[FeatureDefinition, ...] = (
         window="365d",
         description="days since anyone signed in (365 when never)",
         reason="no sign-in for {value:.0f} days",
+        reason_one="no sign-in for 1 day",
     ),
     _f(
         name="invites_30d",
@@ -304,6 +310,7 @@ BUILTIN_FEATURES: tuple[FeatureDefinition, ...] = (
         window="90d",
         description="users removed in the last 90 days",
         reason="{value:.0f} users removed in the last 90 days",
+        reason_one="1 user removed in the last 90 days",
     ),
     _f(
         name="champion_left",
@@ -324,6 +331,7 @@ BUILTIN_FEATURES: tuple[FeatureDefinition, ...] = (
         window="30d",
         description="tickets opened in the last 30 days",
         reason="{value:.0f} tickets opened in the last 30 days",
+        reason_one="1 ticket opened in the last 30 days",
     ),
     _f(
         name="tickets_open",
@@ -334,6 +342,7 @@ BUILTIN_FEATURES: tuple[FeatureDefinition, ...] = (
         window="180d",
         description="tickets opened in the last 180 days and not solved",
         reason="{value:.0f} unresolved tickets",
+        reason_one="1 unresolved ticket",
     ),
     _f(
         name="urgent_tickets_open",
@@ -345,6 +354,7 @@ BUILTIN_FEATURES: tuple[FeatureDefinition, ...] = (
         window="180d",
         description="urgent or high-priority tickets not solved",
         reason="{value:.0f} unresolved urgent tickets",
+        reason_one="1 unresolved urgent ticket",
     ),
     _f(
         name="days_since_urgent_ticket",
@@ -394,6 +404,7 @@ BUILTIN_FEATURES: tuple[FeatureDefinition, ...] = (
         window="90d",
         description="failed payments in the last 90 days",
         reason="{value:.0f} failed payments in 90 days",
+        reason_one="1 failed payment in 90 days",
     ),
     _f(
         name="mrr",
@@ -425,6 +436,7 @@ BUILTIN_FEATURES: tuple[FeatureDefinition, ...] = (
         default=None,
         description="licensed seats",
         reason="small team: {value:.0f} seats",
+        reason_one="small team: 1 seat",
     ),
     _f(
         name="tenure_days",
@@ -434,6 +446,7 @@ BUILTIN_FEATURES: tuple[FeatureDefinition, ...] = (
         default=None,
         description="days since the subscription started",
         reason="customer for {value:.0f} days",
+        reason_one="customer for 1 day",
     ),
     _f(
         name="days_to_renewal",
@@ -444,6 +457,7 @@ BUILTIN_FEATURES: tuple[FeatureDefinition, ...] = (
         default=None,
         description="days until the next renewal date",
         reason="renewal in {value:.0f} days",
+        reason_one="renewal in 1 day",
     ),
 )
 

@@ -43,7 +43,7 @@ def lake_events(project: Project) -> list[dict[str, Any]]:
     return project.warehouse.backend.to_pyarrow(table).to_pylist()
 
 
-def test_jsonl_loads_into_date_partitions(sqlite_project: Project, tmp_path: Path) -> None:
+def test_jsonl_loads_into_month_partitions(sqlite_project: Project, tmp_path: Path) -> None:
     records = [
         event(1),
         event(
@@ -65,7 +65,7 @@ def test_jsonl_loads_into_date_partitions(sqlite_project: Project, tmp_path: Pat
     assert rows["m2"]["email"] == "ada@example.com"
     assert orjson.loads(rows["m2"]["traits"]) == {"email": "  Ada@Example.COM ", "name": "Ada"}
     assert rows["m3"]["event"] == "Pricing"
-    # 23:30 at -02:00 is 01:30 UTC the next day, and lands in that day's partition
+    # 23:30 at -02:00 is 01:30 UTC the next day, and that is its date
     assert rows["m3"]["timestamp"] == dt.datetime(2024, 5, 4, 1, 30, tzinfo=dt.UTC)
     assert rows["m3"]["event_date"] == dt.date(2024, 5, 4)
     assert rows["m4"]["group_id"] == "acct-9"
@@ -75,7 +75,40 @@ def test_jsonl_loads_into_date_partitions(sqlite_project: Project, tmp_path: Pat
     assert {r["source"] for r in rows.values()} == {"segment"}
     assert {r["ingest_run"] for r in rows.values()} == {report.run_id}
     partitions = sorted(p.name for p in sqlite_project.lake.events_dir.iterdir())
-    assert partitions == [f"event_date=2024-05-0{d}" for d in (2, 3, 4, 5, 6)]
+    assert partitions == ["event_month=2024-05"]
+
+
+def test_both_lake_writers_split_months_at_utc_midnight(
+    sqlite_project: Project, tmp_path: Path
+) -> None:
+    """An event late on 30 April west of UTC is a May event: its file and its date say so,
+    whether ingest (DuckDB) or the server's loader (Arrow) writes it."""
+    records = [
+        event(1, timestamp="2024-04-30T21:00:00-02:00"),
+        event(2, timestamp="2024-04-30T23:30:00-02:00"),
+        event(3, timestamp="2024-05-02T08:00:00Z"),
+    ]
+    ingest(sqlite_project, [write_jsonl(tmp_path / "e.jsonl", records)])
+
+    def months_of(files: list[tuple[Path, Path]]) -> dict[str, list[tuple[str, dt.date]]]:
+        """{partition: [(message id, event_date)]} of (file, where it is published) pairs."""
+        found: dict[str, list[tuple[str, dt.date]]] = {}
+        for file, final in files:
+            rows = pq.read_table(file, columns=["message_id", "event_date"]).to_pylist()
+            found.setdefault(final.parent.name, []).extend(
+                (r["message_id"], r["event_date"]) for r in rows
+            )
+        return {month: sorted(rows) for month, rows in found.items()}
+
+    expected = {
+        "event_month=2024-04": [("m1", dt.date(2024, 4, 30))],
+        "event_month=2024-05": [("m2", dt.date(2024, 5, 1)), ("m3", dt.date(2024, 5, 2))],
+    }
+    written = sorted(sqlite_project.lake.events_dir.rglob("*.parquet"))
+    assert months_of([(f, f) for f in written]) == expected
+    table = pa.Table.from_pylist(lake_rows_for(sqlite_project, tmp_path / "e.jsonl"))
+    staged = sqlite_project.lake.stage_events(table.drop_columns(["event_date"]), "arrow")
+    assert months_of([(f.staged, f.final) for f in staged]) == expected
 
 
 def test_reingest_adds_nothing(project: Project, tmp_path: Path) -> None:

@@ -491,7 +491,7 @@ _DEFAULT_TEXT = """\
 version: 1
 
 lake:
-  # Parquet lake: events partitioned by event date, entity snapshots by date.
+  # Parquet lake: events partitioned by event month, entity snapshots by date.
   path: lake
 
 warehouse:

@@ -35,6 +35,7 @@ from tenure.errors import NotFoundError
 from tenure.govern.erasure import holders, normalize_identifier
 from tenure.govern.keys import Scope
 from tenure.govern.pii import Pseudonymizer
+from tenure.warehouse import EVENT_PARTITION
 
 __all__ = ["router"]
 
@@ -425,20 +426,20 @@ def _decode_before(before: str) -> tuple[int, str | None]:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds, None
 
 
-def _days(events_dir: Path, until: dt.date | None) -> list[list[str]]:
-    """The lake's event files, one list per event date, newest date first."""
-    days = []
-    for folder in sorted(events_dir.glob("event_date=*"), reverse=True):
+def _months(events_dir: Path, until: dt.date | None) -> list[list[str]]:
+    """The lake's event files, one list per event month, newest month first."""
+    months = []
+    for folder in sorted(events_dir.glob(f"{EVENT_PARTITION}=*"), reverse=True):
         try:
-            day = dt.date.fromisoformat(folder.name.partition("=")[2])
+            first = dt.date.fromisoformat(folder.name.partition("=")[2] + "-01")
         except ValueError:
             continue
-        if until is not None and day > until:
+        if until is not None and first > until:
             continue
         files = sorted(str(f) for f in folder.glob("*.parquet"))
         if files:
-            days.append(files)
-    return days
+            months.append(files)
+    return months
 
 
 def _read_events(
@@ -451,7 +452,7 @@ def _read_events(
 ) -> list[dict[str, Any]]:
     """Up to *limit* events of the account, newest first, older than *before*.
 
-    Event dates are read newest first in growing windows (1, 2, 4, … days),
+    Event months are read newest first in growing windows (1, 2, 4, … months),
     stopping once the page is full, so a recent page does not scan the lake.
     """
     until = None
@@ -468,15 +469,15 @@ def _read_events(
                 "(epoch_us(timestamp) < $ts OR (epoch_us(timestamp) = $ts AND message_id < $mid))"
             )
             params["mid"] = message_id
-    days = _days(events_dir, until)
+    months = _months(events_dir, until)
     rows: list[dict[str, Any]] = []
     con = duckdb.connect(":memory:", config={"threads": 2})
     con.execute("SET enable_progress_bar = false")
     try:
         con.execute("SET TimeZone = 'UTC'")
         start, width = 0, 1
-        while start < len(days) and len(rows) < limit:
-            files = [f for day in days[start : start + width] for f in day]
+        while start < len(months) and len(rows) < limit:
+            files = [f for month in months[start : start + width] for f in month]
             start, width = start + width, width * 2
             query = (
                 f"SELECT {_COLUMNS} FROM read_parquet($files, union_by_name = true) "

@@ -36,7 +36,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from tenure.warehouse._lake import Lake, StagedFile
+from tenure.warehouse._lake import EVENT_PARTITION, Lake, StagedFile
 
 __all__ = ["INDEX_FILENAME", "LakeIndex", "Replacement", "SwapPhase"]
 
@@ -89,8 +89,8 @@ class LakeIndex:
         # naive timestamps in inputs are UTC; spills go next to the lake, not to /tmp
         self.con.execute("SET TimeZone = 'UTC'")
         self.con.execute("SET enable_progress_bar = false")  # not on the CLI's stdout
-        # a backfill batch spans many days: keep one open file per day rather than
-        # DuckDB's default of 100, which splits days into several small files
+        # a backfill batch spans many months: keep one open file per month rather
+        # than DuckDB's default of 100, which splits months into several small files
         self.con.execute("SET partitioned_write_max_open_files = 4096")
         self.con.execute("SET partitioned_write_flush_threshold = 1000000")
         self.con.execute(f"SET temp_directory = '{_sql_path(lake.root / '_spill')}'")
@@ -202,16 +202,18 @@ class LakeIndex:
     ) -> int:
         """Write the rows of *query* (the lake's event columns) to the lake and register them.
 
-        DuckDB writes one file per event date into staging; the files are then
-        renamed into their partitions and registered, with the message ids that
-        the query *ids* gives, in one transaction.
+        DuckDB writes one file per event month into staging, each row with its
+        ``event_date``; the files are then renamed into their partitions and
+        registered, with the message ids that the query *ids* gives, in one
+        transaction.
         """
         staging = self.lake.staging_dir / prefix
         self.lake.staging_dir.mkdir(parents=True, exist_ok=True)
         self.con.execute(
-            f"""COPY (SELECT *, CAST("timestamp" AS DATE) AS event_date FROM ({query}))
+            f"""COPY (SELECT *, CAST("timestamp" AS DATE) AS event_date,
+                        strftime("timestamp", '%Y-%m') AS {EVENT_PARTITION} FROM ({query}))
             TO '{_sql_path(staging)}' (FORMAT parquet, COMPRESSION zstd,
-                PARTITION_BY (event_date), FILENAME_PATTERN '{prefix}-{{i}}',
+                PARTITION_BY ({EVENT_PARTITION}), FILENAME_PATTERN '{prefix}-{{i}}',
                 ROW_GROUP_SIZE 262144, OVERWRITE_OR_IGNORE true)"""
         )
         files = []

@@ -1,10 +1,17 @@
-"""The Parquet lake: events partitioned by event date, entity snapshots by snapshot date.
+"""The Parquet lake: events partitioned by event month, entity snapshots by snapshot date.
 
 Layout under the lake root::
 
-    events/event_date=YYYY-MM-DD/<run>-<batch>-<n>.parquet
+    events/event_month=YYYY-MM/<run>-<batch>-<n>.parquet
     snapshots/<entity>/snapshot_date=YYYY-MM-DD/<run>-<n>.parquet
     _staging/                      files being written; never read
+
+An event file holds the events of one month (UTC) and each row carries its
+``event_date``, the UTC date of its timestamp, as a column: engines prune on it
+by row-group statistics. Months rather than days keep the file count low, which
+every full scan pays for: a two-year demo lake had 2,219 per-day files and a
+grouped scan of its 1.1M events took 0.16 s, against 0.006 s for the same rows
+in one file; the demo's steps after ingest ran 30 % faster on the one file.
 
 A file becomes part of the lake when it is moved out of ``_staging`` and
 registered in the warehouse's ``lake_files`` table in the same transaction as
@@ -29,7 +36,10 @@ import pyarrow.parquet as pq
 
 from tenure.warehouse._schema import EVENT_SCHEMA
 
-__all__ = ["Lake", "StagedFile"]
+__all__ = ["EVENT_PARTITION", "Lake", "StagedFile"]
+
+#: The partition key of the lake's event files (``event_month=YYYY-MM``).
+EVENT_PARTITION = "event_month"
 
 _PARQUET_OPTIONS = {"compression": "zstd", "row_group_size": 256 * 1024}
 
@@ -62,13 +72,13 @@ class Lake:
         return self.root / "_staging"
 
     def events_glob(self) -> str:
-        return str(self.events_dir / "event_date=*" / "*.parquet")
+        return str(self.events_dir / f"{EVENT_PARTITION}=*" / "*.parquet")
 
     def snapshot_glob(self, entity: str) -> str:
         return str(self.snapshots_dir / entity / "snapshot_date=*" / "*.parquet")
 
     def has_events(self) -> bool:
-        return any(self.events_dir.glob("event_date=*/*.parquet"))
+        return any(self.events_dir.glob(f"{EVENT_PARTITION}=*/*.parquet"))
 
     def snapshot_entities(self) -> list[str]:
         if not self.snapshots_dir.is_dir():
@@ -79,30 +89,29 @@ class Lake:
         return path.relative_to(self.root).as_posix()
 
     def stage_events(self, table: pa.Table, prefix: str) -> list[StagedFile]:
-        """Write *table* (EVENT_SCHEMA) to staging, one file per event date.
+        """Write *table* (EVENT_SCHEMA) to staging, one file per event month, in time order.
 
         Nothing is visible in the lake until the files are published.
         """
         if table.num_rows == 0:
             return []
         table = table.select(EVENT_SCHEMA.names).cast(EVENT_SCHEMA)
-        dates = pc.cast(table["timestamp"], pa.date32())
-        table = table.append_column("_d", dates).sort_by([("_d", "ascending")])
+        table = table.append_column("event_date", pc.cast(table["timestamp"], pa.date32()))
+        table = table.sort_by([("timestamp", "ascending")])
+        dates = table["event_date"].combine_chunks()
+        months = pc.add(pc.multiply(pc.year(dates), 100), pc.month(dates))
         staging = self.staging_dir / f"{prefix}-{uuid.uuid4().hex[:8]}"
         staging.mkdir(parents=True, exist_ok=True)
         staged_files: list[StagedFile] = []
-        day_col = table["_d"].combine_chunks()
-        unique = pc.unique(day_col)
-        ends = _run_ends(day_col, len(unique))
         start = 0
-        for index, end in enumerate(ends):
-            day: dt.date = unique[index].as_py()
-            part = table.slice(start, end - start).drop_columns(["_d"])
+        for index, end in enumerate(_run_ends(months, len(pc.unique(months)))):
+            part = table.slice(start, end - start)
+            month = f"{dates[start].as_py():%Y-%m}"
             start = end
             name = f"{prefix}-{index:05d}.parquet"
             staged = staging / name
             pq.write_table(part, staged, **_PARQUET_OPTIONS)
-            final = self.events_dir / f"event_date={day.isoformat()}" / name
+            final = self.events_dir / f"{EVENT_PARTITION}={month}" / name
             staged_files.append(StagedFile(staged, final, part.column("message_id")))
         return staged_files
 

@@ -76,13 +76,14 @@ class Warehouse:
         self.backend.create_table(name, obj, overwrite=True)
 
     def events(self) -> ir.Table:
-        """All events in the lake (with their ``event_date`` partition column)."""
+        """All events in the lake, each with its ``event_date`` (the UTC date)."""
         import ibis
 
         if not self.lake.has_events():
             empty = ibis.memtable(EVENT_SCHEMA.empty_table())
             return empty.mutate(event_date=empty.timestamp.date())
-        return self.backend.read_parquet(self.lake.events_glob(), hive_partitioning=True)
+        # the month partition is only the files' folder: event_date is in the files
+        return self.backend.read_parquet(self.lake.events_glob(), hive_partitioning=False)
 
     def snapshot(self, entity: str) -> ir.Table | None:
         if entity not in self.lake.snapshot_entities():

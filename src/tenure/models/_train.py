@@ -10,7 +10,9 @@ all of them: the registered model learned from the most recent behaviour too.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -158,84 +160,57 @@ def train_churn(
     started = time.perf_counter()
     threads = settings.n_jobs or (1 if len(frame) < 200_000 else 2)
     params = {"random_state": settings.random_state, "n_jobs": threads}
-    holdout_model = ChurnClassifier(**params).fit(frame.loc[older, names], y[older])
+    propensities = _propensity_labels(warehouse, frame, as_of, settings)
+    seconds["labels"] = time.perf_counter() - started
+
+    # The gradient-boosted models fit side by side (LightGBM releases the GIL) while
+    # survival, retention and the CLV models fit here; each fit is deterministic.
+    started = time.perf_counter()
+    skipped: dict[str, str] = {}
+    with ThreadPoolExecutor(_fit_workers(threads), thread_name_prefix="tenure-fit") as pool:
+        churn_fits = [
+            pool.submit(ChurnClassifier(**params).fit, frame.loc[older, names], y[older]),
+            pool.submit(ChurnClassifier(**params).fit, frame[names], y),
+        ]
+        propensity_fits = []
+        for name, labels, description in propensities:
+            rows = labels.notna().to_numpy()
+            y_p = labels.fillna(0).astype(int).to_numpy()
+            positives, negatives = int(y_p[rows].sum()), int((1 - y_p[rows]).sum())
+            old_rows, new_rows = rows & older, rows & ~older
+            if (
+                min(positives, negatives) < _MIN_CLASS
+                or min(y_p[new_rows].sum(), (1 - y_p[new_rows]).sum()) < 1
+            ):
+                skipped[name] = f"{positives} positive and {negatives} negative outcomes"
+                continue
+            check, fitted = (PropensityClassifier(target_name=name, **params) for _ in range(2))
+            propensity_fits.append(
+                _PropensityFit(
+                    name,
+                    description,
+                    pool.submit(check.fit, frame.loc[old_rows, names], y_p[old_rows]),
+                    pool.submit(fitted.fit, frame.loc[rows, names], y_p[rows]),
+                    frame.loc[new_rows, names],
+                    y_p[new_rows],
+                )
+            )
+        survival, survival_c = _fit_survival(frame, names, older)
+        retention = _fit_retention(frame, as_of)
+        clv_and_products = _fit_clv_and_products(warehouse, as_of, skipped)
+        holdout_model, model = (fit.result() for fit in churn_fits)
+        extra: dict[str, tuple[object, dict[str, float], dict[str, object], str]] = {}
+        for fit in propensity_fits:
+            metrics = classification_report(
+                fit.check_y, fit.check.result().predict_proba(fit.check_x)[:, 1]
+            ).as_dict()
+            final = fit.final.result()
+            extra[fit.name] = (final, metrics, final.get_params(), fit.description)
+    extra.update(clv_and_products)
     validation = classification_report(
         y[~older], holdout_model.predict_proba(frame.loc[~older, names])[:, 1]
     )
-    model = ChurnClassifier(**params).fit(frame[names], y)
-    seconds["churn"] = time.perf_counter() - started
-
-    started = time.perf_counter()
-    survival = ChurnSurvival().fit(
-        frame[names],
-        frame["days_observed"].clip(lower=0.5),
-        frame["ended_at"].notna().astype(int),
-    )
-    survival_c = survival.score(
-        frame.loc[~older, names],
-        frame.loc[~older, "days_observed"].clip(lower=0.5),
-        frame.loc[~older, "ended_at"].notna().astype(int),
-    )
-    seconds["survival"] = time.perf_counter() - started
-
-    retention = _fit_retention(frame, as_of)
-
-    started = time.perf_counter()
-    skipped: dict[str, str] = {}
-    extra: dict[str, tuple[object, dict[str, float], dict[str, object], str]] = {}
-    for name, labels, description in _propensity_labels(warehouse, frame, as_of, settings):
-        rows = labels.notna().to_numpy()
-        y_p = labels.fillna(0).astype(int).to_numpy()
-        positives, negatives = int(y_p[rows].sum()), int((1 - y_p[rows]).sum())
-        old_rows, new_rows = rows & older, rows & ~older
-        if (
-            min(positives, negatives) < _MIN_CLASS
-            or min(y_p[new_rows].sum(), (1 - y_p[new_rows]).sum()) < 1
-        ):
-            skipped[name] = f"{positives} positive and {negatives} negative outcomes"
-            continue
-        check = PropensityClassifier(target_name=name, **params).fit(
-            frame.loc[old_rows, names], y_p[old_rows]
-        )
-        metrics = classification_report(
-            y_p[new_rows], check.predict_proba(frame.loc[new_rows, names])[:, 1]
-        ).as_dict()
-        fitted = PropensityClassifier(target_name=name, **params).fit(
-            frame.loc[rows, names], y_p[rows]
-        )
-        extra[name] = (fitted, metrics, fitted.get_params(), description)
-    transactional = _fit_transactional(warehouse, as_of)
-    if isinstance(transactional, str):
-        skipped[BGNBD_MODEL] = skipped[GAMMAGAMMA_MODEL] = transactional
-    else:
-        bgnbd, gammagamma = transactional
-        extra[BGNBD_MODEL] = (
-            bgnbd,
-            {k: float(v) for k, v in bgnbd.params_.items()},
-            {"time_unit": "weeks"},
-            "BG/NBD repeat purchasing (invoices or orders), weeks",
-        )
-        extra[GAMMAGAMMA_MODEL] = (
-            gammagamma,
-            {k: float(v) for k, v in gammagamma.params_.items()},
-            {},
-            "Gamma-Gamma spend per purchase",
-        )
-    usage = feature_usage(warehouse, before=as_of)
-    if usage["feature"].nunique() < 2:
-        skipped[RECOMMENDER_MODEL] = "fewer than 2 features used in the last 90 days"
-    else:
-        recommender = CoUsageRecommender().fit(usage)
-        extra[RECOMMENDER_MODEL] = (
-            recommender,
-            {
-                "accounts": float(usage["account_id"].nunique()),
-                "items": float(len(recommender.items_)),
-            },
-            recommender.get_params(),
-            "next features to adopt, from co-usage over the last 90 days",
-        )
-    seconds["propensities_clv"] = time.perf_counter() - started
+    seconds["models"] = time.perf_counter() - started
 
     window = {"training_start": min(cutoffs).to_pydatetime(), "training_end": as_of}
     hashes = features.hashes(FeatureEntity.ACCOUNT)
@@ -290,6 +265,85 @@ def train_churn(
         seconds=seconds,
         skipped=skipped,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _PropensityFit:
+    """A propensity model's two fits under way: on the older cutoffs, and on every row."""
+
+    name: str
+    description: str
+    check: Future[PropensityClassifier]
+    final: Future[PropensityClassifier]
+    check_x: pd.DataFrame
+    check_y: np.ndarray
+
+
+def _fit_workers(threads: int) -> int:
+    """How many gradient-boosted models fit at once, each with *threads* threads.
+
+    Threads of one fit busy-wait for each other (OpenMP), so a fit with several
+    threads gets the cores to itself; one-thread fits run side by side, as many as
+    there are cores.
+    """
+    return max(1, min(4, (os.cpu_count() or 1) // threads))
+
+
+def _fit_survival(
+    frame: pd.DataFrame, names: list[str], older: np.ndarray
+) -> tuple[ChurnSurvival, float]:
+    """The Cox time-to-churn model on every row, and its concordance on the newest cutoffs."""
+    survival = ChurnSurvival().fit(
+        frame[names],
+        frame["days_observed"].clip(lower=0.5),
+        frame["ended_at"].notna().astype(int),
+    )
+    concordance = survival.score(
+        frame.loc[~older, names],
+        frame.loc[~older, "days_observed"].clip(lower=0.5),
+        frame.loc[~older, "ended_at"].notna().astype(int),
+    )
+    return survival, float(concordance)
+
+
+def _fit_clv_and_products(
+    warehouse: Warehouse, as_of: dt.datetime, skipped: dict[str, str]
+) -> dict[str, tuple[object, dict[str, float], dict[str, object], str]]:
+    """BG/NBD, Gamma-Gamma and the co-usage recommender; what cannot be fitted goes to
+    *skipped* with the reason."""
+    extra: dict[str, tuple[object, dict[str, float], dict[str, object], str]] = {}
+    transactional = _fit_transactional(warehouse, as_of)
+    if isinstance(transactional, str):
+        skipped[BGNBD_MODEL] = skipped[GAMMAGAMMA_MODEL] = transactional
+    else:
+        bgnbd, gammagamma = transactional
+        extra[BGNBD_MODEL] = (
+            bgnbd,
+            {k: float(v) for k, v in bgnbd.params_.items()},
+            {"time_unit": "weeks"},
+            "BG/NBD repeat purchasing (invoices or orders), weeks",
+        )
+        extra[GAMMAGAMMA_MODEL] = (
+            gammagamma,
+            {k: float(v) for k, v in gammagamma.params_.items()},
+            {},
+            "Gamma-Gamma spend per purchase",
+        )
+    usage = feature_usage(warehouse, before=as_of)
+    if usage["feature"].nunique() < 2:
+        skipped[RECOMMENDER_MODEL] = "fewer than 2 features used in the last 90 days"
+    else:
+        recommender = CoUsageRecommender().fit(usage)
+        extra[RECOMMENDER_MODEL] = (
+            recommender,
+            {
+                "accounts": float(usage["account_id"].nunique()),
+                "items": float(len(recommender.items_)),
+            },
+            recommender.get_params(),
+            "next features to adopt, from co-usage over the last 90 days",
+        )
+    return extra
 
 
 def _fit_retention(frame: pd.DataFrame, as_of: dt.datetime) -> ShiftedBetaGeometric:

@@ -38,7 +38,7 @@ def floor_scan_seconds(lake: Path) -> tuple[float, int]:
                count(*) FILTER (WHERE event = 'Payment Failed'),
                max(timestamp) FILTER (WHERE event = 'Signed In'),
                count(*) FILTER (WHERE type = 'track')
-        FROM read_parquet('{lake}/events/**/*.parquet', hive_partitioning = true)
+        FROM read_parquet('{lake}/events/*/*.parquet', hive_partitioning = false)
         GROUP BY group_id
         """
     ).fetchall()

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, delete, func, select, text, update
-from sqlalchemy.dialects import sqlite
 
 from tenure.collect._http import CollectedEvent
 from tenure.collect._ingest import (
@@ -63,7 +62,13 @@ class _Request:
     done: Callable[[Written | BaseException], None]
 
 
-_SQLITE_INSERT = sqlite.insert(inbox).on_conflict_do_nothing(index_elements=["message_id"])
+# SQLite: one executemany straight to the driver. Through SQLAlchemy every row's
+# parameters are processed one by one (the same received_at converted each time),
+# which cost about as much as the insert itself.
+_SQLITE_INSERT = (
+    "INSERT INTO inbox (message_id, source, received_at, payload) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (message_id) DO NOTHING"
+)
 
 
 # PostgreSQL: the whole group in one statement and one round trip, arrays unnested
@@ -139,19 +144,22 @@ def _insert_new_sqlite(
                 select(inbox.c.message_id).where(inbox.c.message_id.in_(chunk))
             ).scalars()
         )
-    rows: list[dict[str, Any]] = [
-        {
-            "message_id": event.message_id,
-            "source": groups[number][0],
-            "received_at": at,
-            "payload": event.payload.decode(),
-        }
+    received_at = _sqlite_time(connection, at)
+    rows = [
+        (event.message_id, groups[number][0], received_at, event.payload.decode())
         for number, event in firsts
         if event.message_id not in present
     ]
     if rows:
-        connection.execute(_SQLITE_INSERT, rows)
-    return {str(row["message_id"]) for row in rows}
+        connection.exec_driver_sql(_SQLITE_INSERT, rows)
+    return {row[0] for row in rows}
+
+
+def _sqlite_time(connection: Connection, at: dt.datetime) -> Any:
+    """*at* as the inbox's ``received_at`` column stores it on SQLite (its own bind
+    processing, done once for a commit's rows)."""
+    process = inbox.c.received_at.type.bind_processor(connection.dialect)
+    return process(at) if process is not None else at
 
 
 class InboxWriter:

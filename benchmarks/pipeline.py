@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-from benchmarks._company import load_company, open_project, peak_rss_mb
+from benchmarks._company import load_company, open_project, peak_rss_mb, progress
 
 from tenure.models.pipeline import build, score, train
 
@@ -68,6 +68,7 @@ def main() -> None:
             steps: dict[str, dict[str, float]] = {}
             started = time.perf_counter()
             built = build(project, as_of=end)
+            progress("build", time.perf_counter() - started)
             steps["build"] = {
                 "seconds": round(time.perf_counter() - started, 1),
                 "peak_rss_mb": peak_rss_mb(),
@@ -75,6 +76,7 @@ def main() -> None:
             steps["build"].update({f"{k}_s": round(v, 1) for k, v in built.seconds.items()})
             started = time.perf_counter()
             trained = train(project, as_of=end, promote=True, actor="benchmark")
+            progress("train", time.perf_counter() - started)
             steps["train"] = {
                 "seconds": round(time.perf_counter() - started, 1),
                 "peak_rss_mb": peak_rss_mb(),
@@ -83,6 +85,7 @@ def main() -> None:
             }
             started = time.perf_counter()
             scored = score(project, as_of=end)
+            progress("score", time.perf_counter() - started)
             steps["score"] = {
                 "seconds": round(time.perf_counter() - started, 1),
                 "peak_rss_mb": peak_rss_mb(),

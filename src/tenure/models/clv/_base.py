@@ -159,8 +159,7 @@ class MaximumLikelihoodModel(Estimator):
             raise ModelError(f"{name}.fit needs at least one customer with positive weight")
         # Rows of weight 0 change nothing but can cost evaluations or hit edge cases.
         keep = weights > 0
-        data = tuple(column[keep] for column in data)
-        weights = weights[keep]
+        data, weights = _collapsed(tuple(column[keep] for column in data), weights[keep])
 
         def objective(point: FloatArray) -> float:
             params = self._params_at(point)
@@ -224,6 +223,22 @@ class MaximumLikelihoodModel(Estimator):
         self.params_ = dict(zip(self._param_names, map(float, params), strict=True))
         self.log_likelihood_ = log_likelihood
         return self
+
+
+def _collapsed(
+    data: tuple[FloatArray, ...], weights: FloatArray
+) -> tuple[tuple[FloatArray, ...], FloatArray]:
+    """Identical rows merged into one, their weights summed: the same likelihood in fewer
+    terms. Subscription lifetimes take a few dozen values, so an sBG fit on 100k customers
+    evaluates a few dozen rows instead of 100k, a hundred times per optimiser step."""
+    stacked = np.column_stack(data)
+    unique, inverse = np.unique(stacked, axis=0, return_inverse=True)
+    if len(unique) == len(stacked):
+        return data, weights
+    summed = np.asarray(
+        np.bincount(inverse.ravel(), weights=weights, minlength=len(unique)), dtype=np.float64
+    )
+    return tuple(np.ascontiguousarray(unique[:, i]) for i in range(unique.shape[1])), summed
 
 
 def _stationary(

@@ -5,6 +5,10 @@ before the run's ``as_of``, so every label is fully observed by then. The churn
 classifier is first fitted on the older cutoffs and scored on the newest
 (out-of-time validation, the metrics it is registered with), then refitted on
 all of them: the registered model learned from the most recent behaviour too.
+
+The gradient-boosted fits (churn, expansion, promoter; each twice) run side by
+side in threads, as LightGBM releases the GIL, while the survival, retention
+and CLV models fit on the calling thread.
 """
 
 from __future__ import annotations
@@ -60,6 +64,9 @@ BGNBD_MODEL = "clv_bgnbd"
 GAMMAGAMMA_MODEL = "clv_gammagamma"
 RECOMMENDER_MODEL = "next_product"
 _MIN_CLASS = 10
+
+#: A model to register: the fitted model, its metrics, its parameters, its description.
+_Registered = tuple[object, dict[str, float], dict[str, object], str]
 _DAYS_PER_MONTH = 365.25 / 12
 
 
@@ -199,7 +206,7 @@ def train_churn(
         retention = _fit_retention(frame, as_of)
         clv_and_products = _fit_clv_and_products(warehouse, as_of, skipped)
         holdout_model, model = (fit.result() for fit in churn_fits)
-        extra: dict[str, tuple[object, dict[str, float], dict[str, object], str]] = {}
+        extra: dict[str, _Registered] = {}
         for fit in propensity_fits:
             metrics = classification_report(
                 fit.check_y, fit.check.result().predict_proba(fit.check_x)[:, 1]
@@ -308,10 +315,10 @@ def _fit_survival(
 
 def _fit_clv_and_products(
     warehouse: Warehouse, as_of: dt.datetime, skipped: dict[str, str]
-) -> dict[str, tuple[object, dict[str, float], dict[str, object], str]]:
+) -> dict[str, _Registered]:
     """BG/NBD, Gamma-Gamma and the co-usage recommender; what cannot be fitted goes to
     *skipped* with the reason."""
-    extra: dict[str, tuple[object, dict[str, float], dict[str, object], str]] = {}
+    extra: dict[str, _Registered] = {}
     transactional = _fit_transactional(warehouse, as_of)
     if isinstance(transactional, str):
         skipped[BGNBD_MODEL] = skipped[GAMMAGAMMA_MODEL] = transactional

@@ -214,7 +214,12 @@ def _driver(argv: list[str]) -> None:
         result = run(_drive_nba(url, key, accounts, clients, seconds, kind == "nba-dry"))
     usage = resource.getrusage(resource.RUSAGE_SELF)
     result["cpu_seconds"] = usage.ru_utime + usage.ru_stime
-    print(json.dumps(result))
+    # the event loop leaves stdout non-blocking: print would cut a result longer than
+    # the pipe's 64 KB short, so the whole line goes out in blocking writes
+    os.set_blocking(sys.stdout.fileno(), True)
+    line = json.dumps(result).encode() + b"\n"
+    while line:
+        line = line[os.write(sys.stdout.fileno(), line) :]
 
 
 def _run_drivers(commands: list[list[str]]) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ the fixed clock of noon UTC on 1 June 2024).
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import orjson
@@ -174,6 +175,39 @@ def test_an_answer_is_logged_queued_and_readable_and_a_replay_adds_nothing(
     assert missing.status_code == 404
     assert http.post(NBA.format("a_9999"), headers=operator).status_code == 404
     assert http.post(NBA.format("a_0002"), headers=_auth(keys[Role.ANALYST])).status_code == 403
+
+
+def test_concurrent_answers_are_logged_once_and_a_missing_account_fails_alone(
+    world: Project, keys: dict[Role, str], base_url: str
+) -> None:
+    """Logged answers are committed in groups: sixteen requests at once for three accounts
+    (four each, at one instant) and one unknown account log one decision per account,
+    give every caller of an account the same answer, and the unknown one a 404 alone."""
+    publish(world, [customer(2, logins=2), customer(3, logins=1), customer(5, logins=3)])
+    operator = _auth(keys[Role.OPERATOR])
+    accounts = ["a_0002", "a_0003", "a_0005", "a_9999"] * 4
+
+    def ask(account: str) -> tuple[str, httpx.Response]:
+        return account, httpx.post(base_url + NBA.format(account), headers=operator, timeout=30)
+
+    with ThreadPoolExecutor(len(accounts)) as pool:
+        answers = list(pool.map(ask, accounts))
+    by_account: dict[str, list[httpx.Response]] = {}
+    for account, response in answers:
+        by_account.setdefault(account, []).append(response)
+    assert {r.status_code for r in by_account.pop("a_9999")} == {404}
+    logged = set()
+    for account, responses in by_account.items():
+        assert {r.status_code for r in responses} == {200}, account
+        bodies = [r.json() for r in responses]
+        assert all(body == bodies[0] for body in bodies), account
+        assert (bodies[0]["status"], bodies[0]["logged"]) == ("queued", True)
+        logged.add(bodies[0]["decision_id"])
+    assert len(logged) == 3
+    with world.store.connect() as connection:
+        stored = set(connection.execute(select(decisions.c.id)).scalars())
+    assert stored == logged
+    assert sorted(s["account_id"] for s in queued(world)) == ["a_0002", "a_0003", "a_0005"]
 
 
 def test_a_dry_run_writes_nothing(

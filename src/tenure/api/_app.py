@@ -13,8 +13,8 @@ import concurrent.futures
 import contextlib
 import fcntl
 import os
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,8 @@ class AppState:
     log: Any
     pseudonym_secret: bytes
     loader_error: str | None = None
+    #: what routes started for the app and must stop with it (last first)
+    on_close: list[Callable[[], None]] = field(default_factory=list)
 
 
 @contextlib.contextmanager
@@ -154,6 +156,8 @@ def create_app(project: Project, *, loader: bool | None = None) -> FastAPI:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            for close in reversed(state.on_close):
+                close()
             state.writer.close()
 
     app = FastAPI(
@@ -168,7 +172,9 @@ def create_app(project: Project, *, loader: bool | None = None) -> FastAPI:
     # routers, imported late to keep this module light
     from tenure.api import _act, _collect, _keys, _ops, _profiles, _reports, _webhooks
 
-    for module in (_ops, _collect, _webhooks, _profiles, _act, _keys, _reports):
+    # The router tries routes in order: the two hot paths (collection, the next-best
+    # action) come first. No path of one router can match another's, so order is only speed.
+    for module in (_collect, _act, _ops, _webhooks, _profiles, _keys, _reports):
         app.include_router(module.router)
     return app
 

@@ -72,6 +72,10 @@ def _stamp(directory: str, suffixes: tuple[str, ...]) -> tuple[tuple[str, int, i
     return tuple(sorted(found))
 
 
+#: Versions of each policy and each template, by name.
+Versions = tuple[dict[str, int], dict[str, int]]
+
+
 @dataclass(slots=True)
 class Compiled:
     """The policies and templates as one set of files was when it was read."""
@@ -82,7 +86,9 @@ class Compiled:
     prepare: Prepare
     decider: Decider
     #: Versions of the policies and templates, once written to the store.
-    recorded: tuple[dict[str, int], dict[str, int]] | None = None
+    recorded: Versions | None = None
+    #: The versions a dry run found they would get (nothing written).
+    peeked: Versions | None = None
 
 
 class ProjectFiles:

@@ -1,9 +1,10 @@
 """The inbox: where the HTTP API commits events before it acknowledges them, and its loader.
 
-Writing: :class:`InboxWriter` is one thread with one connection. Requests
-hand it their events and wait; it commits whatever has arrived meanwhile in
-one transaction (group commit), so a busy server pays one synchronous commit
-for many requests, and no request is answered before its events are durable.
+Writing: :class:`InboxWriter` commits through a group committer
+(:mod:`tenure.store._group`), one thread. Requests hand it their events and
+wait; it commits whatever has arrived meanwhile in one transaction, so a busy
+server pays one synchronous commit for many requests, and no request is
+answered before its events are durable.
 A message id already in the inbox is a duplicate: it is counted, not stored
 again.
 
@@ -15,10 +16,7 @@ sees those events again, and the lake's own dedupe on message id drops them.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import queue
-import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -40,7 +38,7 @@ from tenure.collect._ingest import (
 from tenure.collect._segment import load_lines
 from tenure.project import Project
 from tenure.store import add_quarantined, start_run
-from tenure.store._locks import write_lock
+from tenure.store._group import GroupCommitter
 from tenure.store._tables import UTCDateTime, inbox
 
 __all__ = ["InboxStats", "InboxWriter", "Written", "inbox_stats", "load_inbox", "prune_inbox"]
@@ -53,13 +51,6 @@ _GROUP = 256
 class Written:
     accepted: int
     duplicates: int
-
-
-@dataclass
-class _Request:
-    source: str
-    events: Sequence[CollectedEvent]
-    done: Callable[[Written | BaseException], None]
 
 
 # SQLite: one executemany straight to the driver. Through SQLAlchemy every row's
@@ -166,80 +157,25 @@ class InboxWriter:
     """Commits events for concurrent requests, many requests per transaction."""
 
     def __init__(self, engine: Engine, clock: Callable[[], dt.datetime]) -> None:
-        self._engine = engine
-        self._clock = clock
-        self._queue: queue.Queue[_Request | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="tenure-inbox", daemon=True)
-        self._thread.start()
+        def commit(
+            connection: Connection, groups: Sequence[tuple[str, Sequence[CollectedEvent]]]
+        ) -> list[Written]:
+            return write_events(connection, groups, clock())
+
+        self._committer: GroupCommitter[tuple[str, Sequence[CollectedEvent]], Written] = (
+            GroupCommitter(engine, commit, name="tenure-inbox", most=_GROUP)
+        )
 
     def write_sync(self, source: str, events: Sequence[CollectedEvent]) -> Written:
         """Commit *events* (from a worker thread or a test); returns once they are durable."""
-        done = threading.Event()
-        box: list[Written | BaseException] = []
-
-        def finish(result: Written | BaseException) -> None:
-            box.append(result)
-            done.set()
-
-        self._queue.put(_Request(source, events, finish))
-        done.wait()
-        if isinstance(box[0], BaseException):
-            raise box[0]
-        return box[0]
+        return self._committer.submit_sync((source, events))
 
     async def write(self, source: str, events: Sequence[CollectedEvent]) -> Written:
         """Commit *events*; returns (without blocking the loop) once they are durable."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Written] = loop.create_future()
-
-        def finish(result: Written | BaseException) -> None:
-            loop.call_soon_threadsafe(_settle, future, result)
-
-        self._queue.put(_Request(source, events, finish))
-        return await future
+        return await self._committer.submit((source, events))
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
-
-    def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            group = [first]
-            stop = False
-            while len(group) < _GROUP:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                    break
-                group.append(item)
-            try:
-                with write_lock(self._engine), self._engine.begin() as connection:
-                    written = write_events(
-                        connection, [(r.source, r.events) for r in group], self._clock()
-                    )
-            except Exception as error:  # every waiting request hears of it
-                for request in group:
-                    request.done(error)
-            else:
-                for request, result in zip(group, written, strict=True):
-                    request.done(result)
-            if stop:
-                return
-
-
-def _settle(future: asyncio.Future[Written], result: Written | BaseException) -> None:
-    if future.done():  # the request was cancelled (client went away); its events are committed
-        return
-    if isinstance(result, BaseException):
-        future.set_exception(result)
-    else:
-        future.set_result(result)
+        self._committer.close()
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,168 @@
+"""Group commit: many requests per transaction, each answered only once committed,
+and one request's fault failing only that request (SQLite, and PostgreSQL when set)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator, Sequence
+
+import pytest
+from sqlalchemy import Column, Connection, Engine, Integer, MetaData, Table, insert, select
+
+from tenure.errors import NotFoundError, TenureError
+from tenure.store import create_store_engine
+from tenure.store._group import GroupCommitter
+
+_rows = Table("group_commit_rows", MetaData(), Column("n", Integer, primary_key=True))
+
+
+@pytest.fixture
+def engine(store_url: str) -> Iterator[Engine]:
+    engine = create_store_engine(store_url)
+    _rows.create(engine)
+    yield engine
+    engine.dispose()
+
+
+def _stored(engine: Engine) -> list[int]:
+    with engine.connect() as connection:
+        return sorted(connection.execute(select(_rows.c.n)).scalars())
+
+
+class _Recorder:
+    """A commit function that inserts each n, remembering each group's items.
+
+    n < 0 is a request's own error (answered, the others go on); n == 13 is a
+    fault that breaks the whole transaction. The first group can be held open
+    until :attr:`release` is set, so that later requests queue behind it.
+    """
+
+    def __init__(self, hold_first: bool = False) -> None:
+        self.groups: list[list[int]] = []
+        self.started = threading.Event()
+        self.release = threading.Event()
+        if not hold_first:
+            self.release.set()
+
+    def __call__(self, connection: Connection, items: Sequence[int]) -> list[int | BaseException]:
+        self.groups.append(list(items))
+        self.started.set()
+        self.release.wait(10)
+        outcomes: list[int | BaseException] = []
+        for n in items:
+            if n < 0:
+                outcomes.append(NotFoundError(f"no {n}"))
+                continue
+            connection.execute(insert(_rows), {"n": n})
+            if n == 13:
+                raise RuntimeError("thirteen breaks the transaction")
+            outcomes.append(n * 10)
+        return outcomes
+
+
+def _submit_all(committer: GroupCommitter[int, int], items: list[int]) -> dict[int, object]:
+    answers: dict[int, object] = {}
+
+    def one(n: int) -> None:
+        try:
+            answers[n] = committer.submit_sync(n)
+        except Exception as error:
+            answers[n] = error
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in items]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return answers
+
+
+def test_requests_waiting_meanwhile_share_one_transaction(engine: Engine) -> None:
+    commit = _Recorder(hold_first=True)
+    committer = GroupCommitter(engine, commit, name="test-group")
+    try:
+        first = threading.Thread(target=committer.submit_sync, args=(1,))
+        first.start()
+        assert commit.started.wait(10)
+        # while the first transaction is open, five more arrive
+        waiting = threading.Thread(target=_submit_all, args=(committer, [2, 3, 4, 5, 6]))
+        waiting.start()
+        while committer._queue.qsize() < 5:  # all five queued behind the first
+            threading.Event().wait(0.01)
+        commit.release.set()
+        first.join(10)
+        waiting.join(10)
+    finally:
+        committer.close()
+    assert commit.groups == [[1], [2, 3, 4, 5, 6]]
+    assert _stored(engine) == [1, 2, 3, 4, 5, 6]
+
+
+def test_each_request_hears_its_own_result_or_its_own_error(engine: Engine) -> None:
+    committer = GroupCommitter(engine, _Recorder(), name="test-group")
+    try:
+        answers = _submit_all(committer, [1, -2, 3])
+    finally:
+        committer.close()
+    assert (answers[1], answers[3]) == (10, 30)
+    assert isinstance(answers[-2], NotFoundError)
+    assert isinstance(answers[-2], TenureError)
+    assert _stored(engine) == [1, 3]
+
+
+def test_a_fault_rolls_the_group_back_and_fails_only_its_own_request(engine: Engine) -> None:
+    commit = _Recorder(hold_first=True)
+    committer = GroupCommitter(engine, commit, name="test-group")
+    try:
+        first = threading.Thread(target=committer.submit_sync, args=(1,))
+        first.start()
+        assert commit.started.wait(10)
+        answers: dict[int, object] = {}
+        waiting = threading.Thread(
+            target=lambda: answers.update(_submit_all(committer, [12, 13, 14]))
+        )
+        waiting.start()
+        while committer._queue.qsize() < 3:
+            threading.Event().wait(0.01)
+        commit.release.set()
+        first.join(10)
+        waiting.join(10)
+    finally:
+        committer.close()
+    # the group of three failed together, then each went alone
+    assert sorted(commit.groups[1]) == [12, 13, 14]
+    assert sorted(len(g) for g in commit.groups[2:]) == [1, 1, 1]
+    assert (answers[12], answers[14]) == (120, 140)
+    assert isinstance(answers[13], RuntimeError)
+    assert _stored(engine) == [1, 12, 14]
+
+
+def test_an_async_caller_is_answered_after_the_commit(engine: Engine) -> None:
+    committer = GroupCommitter(engine, _Recorder(), name="test-group")
+
+    async def main() -> list[int | BaseException]:
+        return await asyncio.gather(
+            *(committer.submit(n) for n in (7, 8, -9)), return_exceptions=True
+        )
+
+    try:
+        answers = asyncio.run(main())
+    finally:
+        committer.close()
+    assert answers[:2] == [70, 80]
+    assert isinstance(answers[2], NotFoundError)
+    assert _stored(engine) == [7, 8]
+
+
+def test_after_sees_only_committed_groups(engine: Engine) -> None:
+    seen: list[list[int | BaseException]] = []
+    committer = GroupCommitter(engine, _Recorder(), name="test-group", after=seen.append)
+    try:
+        assert committer.submit_sync(5) == 50
+        with pytest.raises(RuntimeError):
+            committer.submit_sync(13)
+    finally:
+        committer.close()
+    assert seen == [[50]]
+    assert _stored(engine) == [5]

@@ -85,6 +85,23 @@ def test_the_routes_without_a_scope_are_exactly_the_public_ones(routes: list[_Ro
     assert "/v1/batch" in {r.path for r in routes if r.scopes}  # the walk reached the routers
 
 
+def test_the_api_document_names_the_key_schemes_on_exactly_the_gated_routes(
+    api_project: Project, routes: list[_Route]
+) -> None:
+    document = create_app(api_project, loader=False).openapi()
+    schemes = document["components"]["securitySchemes"]
+    assert (schemes["HTTPBearer"]["scheme"], schemes["HTTPBasic"]["scheme"]) == ("bearer", "basic")
+    documented = {
+        (method.upper(), path)
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+        if {"HTTPBearer", "HTTPBasic"} <= {n for s in operation.get("security", []) for n in s}
+    }
+    # the document writes a path parameter without its converter ({identifier:path})
+    gated = {(r.method, re.sub(r":\w+\}", "}", r.path)) for r in routes if r.scopes}
+    assert documented == gated
+
+
 def test_a_public_probe_or_document_needs_no_key(http: httpx.Client) -> None:
     for path in ("/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/redoc"):
         assert http.get(path).status_code == 200, path

@@ -23,7 +23,7 @@ from fastapi import FastAPI
 from tenure import __version__
 from tenure._config_decide import parse_duration
 from tenure._tracing import configure_tracing, tracer
-from tenure.api._auth import KeyCache, RateLimiter
+from tenure.api._auth import KeyCache, RateLimiter, document_key_schemes
 from tenure.api._errors import JsonResponse, install_error_handlers
 from tenure.api._metrics import Metrics
 from tenure.api._telemetry import RequestMiddleware, make_logger
@@ -168,6 +168,12 @@ def create_app(project: Project, *, loader: bool | None = None) -> FastAPI:
         default_response_class=JsonResponse,
     )
     install_error_handlers(app)
+    document = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        return document_key_schemes(document())
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(RequestMiddleware)
     # routers, imported late to keep this module light
     from tenure.api import _act, _collect, _keys, _ops, _profiles, _reports, _webhooks

@@ -507,11 +507,15 @@ def _decide_one(
         )
         return _Decided(_none(account_id, at, dry_run, why))
     matches = decider.matching(state)
-    contact = state.contacts[0] if state.contacts else None
-    ledger = _ledger(connection, settings, at, account_id, contact.identifiers if contact else ())
-    decision = decider.decide(
-        ledger, state, cycle_id=cycle_id, last_fired=history.fired, matches=matches
-    )
+    decision = None
+    # the guardrails' counts are read only when some rule may act (often none may)
+    if decider.eligible(matches[0], state.stage, history.fired, at):
+        contact = state.contacts[0] if state.contacts else None
+        identifiers = contact.identifiers if contact else ()
+        ledger = _ledger(connection, settings, at, account_id, identifiers)
+        decision = decider.decide(
+            ledger, state, cycle_id=cycle_id, last_fired=history.fired, matches=matches
+        )
     if decision is None:
         why = _why_none(decider, state, matches, history.fired)
         return _Decided(_none(account_id, at, dry_run, why))

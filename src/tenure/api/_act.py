@@ -27,7 +27,6 @@ from sqlalchemy import (
     BindParameter,
     ColumnElement,
     Connection,
-    Select,
     bindparam,
     func,
     insert,
@@ -64,6 +63,7 @@ from tenure.govern.keys import Scope
 from tenure.govern.pii import Pseudonymizer
 from tenure.project import Project
 from tenure.store._group import GroupCommitter
+from tenure.store._reads import PreparedRead
 from tenure.store._tables import (
     consent,
     customer_state,
@@ -80,10 +80,10 @@ router = APIRouter(tags=["act"])
 _ACCOUNT = Path(min_length=1, max_length=64, pattern=PLAIN, description="The account's id")
 
 
-# Statements built once: per request only their parameters change, which spares
-# SQLAlchemy most of the work of a query built anew (a large share of this route's time).
-# Nothing is expanded at execution: fixed status lists are written into the SQL, and
-# consent has one statement per number of identifiers.
+# The per-request reads are built and compiled once and run as prepared reads (see
+# tenure.store._reads): SQLAlchemy's per-execution work was a large share of this
+# route's time. Nothing is expanded at execution: fixed status lists are written into
+# the SQL, and consent has one statement per number of identifiers.
 def _one_of(column: ColumnElement[str], values: Sequence[str]) -> ColumnElement[bool]:
     """``column IN (…)`` over our own constant *values*, inlined in the statement."""
     if not all(v.replace("_", "").isalnum() for v in values):  # never anything to quote
@@ -100,40 +100,48 @@ _LATEST_VERSION = (
     .order_by(policy_versions.c.version.desc())
     .limit(1)
 )
-_STATE = select(customer_state).where(customer_state.c.account_id == bindparam("account"))
-_LOGGED = select(decisions.c.id).where(decisions.c.id == bindparam("id"))
-_SENDS = select(outbox.c.channel, outbox.c.created_at).where(
-    (outbox.c.account_id == bindparam("account"))
-    & (outbox.c.created_at > bindparam("since"))
-    & _one_of(outbox.c.status, COUNTED_STATUSES)
+_STATE = PreparedRead(
+    select(customer_state).where(customer_state.c.account_id == bindparam("account"))
+)
+_LOGGED = PreparedRead(select(decisions.c.id).where(decisions.c.id == bindparam("id")))
+_SENDS = PreparedRead(
+    select(outbox.c.channel, outbox.c.created_at).where(
+        (outbox.c.account_id == bindparam("account"))
+        & (outbox.c.created_at > bindparam("since"))
+        & _one_of(outbox.c.status, COUNTED_STATUSES)
+    )
 )
 
 
 @functools.cache
-def _consent_of(identifiers: int) -> Select[Any]:
+def _consent_of(identifiers: int) -> PreparedRead:
     """The latest consent statements per channel of *identifiers* identifiers ``i0``, ``i1``…"""
     named: list[BindParameter[str]] = [bindparam(f"i{n}") for n in range(identifiers)]
-    return select(consent.c.identifier, consent.c.channel, consent.c.granted).where(
-        consent.c.id.in_(
-            select(func.max(consent.c.id))
-            .where(consent.c.identifier.in_(named))
-            .group_by(consent.c.identifier, consent.c.channel)
-            .scalar_subquery()
+    latest = (
+        select(func.max(consent.c.id))
+        .where(consent.c.identifier.in_(named))
+        .group_by(consent.c.identifier, consent.c.channel)
+        .scalar_subquery()
+    )
+    return PreparedRead(
+        select(consent.c.identifier, consent.c.channel, consent.c.granted).where(
+            consent.c.id.in_(latest)
         )
     )
 
 
-_SPENT = select(func.coalesce(func.sum(outbox.c.cost), 0.0)).where(
+_SPENDING = select(func.coalesce(func.sum(outbox.c.cost), 0.0)).where(
     (outbox.c.created_at > bindparam("since")) & _one_of(outbox.c.status, COUNTED_STATUSES)
 )
+_SPENT = PreparedRead(_SPENDING)
 
 
 @functools.cache
-def _spent_on(campaign: str) -> Select[Any]:
-    return _SPENT.where(outbox.c.campaign == bindparam("campaign", campaign))
+def _spent_on(campaign: str) -> PreparedRead:
+    return PreparedRead(_SPENDING.where(outbox.c.campaign == bindparam("campaign", campaign)))
 
 
-_FIRED = (
+_FIRED = PreparedRead(
     select(decisions.c.policy, decisions.c.rule_id, func.max(decisions.c.decided_at))
     .where(
         (decisions.c.account_id == bindparam("account"))
@@ -142,7 +150,7 @@ _FIRED = (
     )
     .group_by(decisions.c.policy, decisions.c.rule_id)
 )
-_PENDING = (
+_PENDING = PreparedRead(
     select(decisions.c.id, review_queue.c.id)
     .join(review_queue, review_queue.c.decision_id == decisions.c.id)
     .where((decisions.c.account_id == bindparam("account")) & (review_queue.c.status == "pending"))
@@ -199,14 +207,13 @@ def _ledger(
     """:meth:`Ledger.load` narrowed to what one account's guardrail checks read."""
     ledger = Ledger(now=now)
     windows = [parse_duration(c.window) for c in settings.caps] or [dt.timedelta(0)]
-    rows = connection.execute(_SENDS, {"account": account_id, "since": now - max(windows)})
+    rows = _SENDS.rows(connection, {"account": account_id, "since": now - max(windows)})
     ledger.sends = {account_id: [(r.channel, r.created_at) for r in rows]}
     if settings.budgets or settings.global_budget is not None:
         ledger.spend = _spend(connection, settings, now)
     if identifiers:
-        statement = _consent_of(len(identifiers))
-        statements = connection.execute(
-            statement, {f"i{n}": identifier for n, identifier in enumerate(identifiers)}
+        statements = _consent_of(len(identifiers)).rows(
+            connection, {f"i{n}": identifier for n, identifier in enumerate(identifiers)}
         )
         ledger.consent = {(r.identifier, r.channel): bool(r.granted) for r in statements}
     return ledger
@@ -224,11 +231,11 @@ def _spend(
     spend: dict[str, list[tuple[dt.datetime, float]]] = {}
     for campaign, budget in settings.budgets.items():
         since = now - parse_duration(budget.period)
-        total = connection.execute(_spent_on(campaign), {"since": since}).scalar_one()
+        total = _spent_on(campaign).scalar(connection, {"since": since})
         spend[campaign] = [(now, float(total))]
     if settings.global_budget is not None:
         since = now - parse_duration(settings.global_budget.period)
-        total = float(connection.execute(_SPENT, {"since": since}).scalar_one())
+        total = float(_SPENT.scalar(connection, {"since": since}))
         named = sum(cost for rows in spend.values() for _, cost in rows)
         spend["\x00rest"] = [(now, total - named)]
     return spend
@@ -256,9 +263,9 @@ def _history(
     longest = max((r.cooldown for r in policies.rules if r.cooldown), default=None)
     fired: dict[str, dt.datetime] = {}
     if longest is not None:
-        rows = connection.execute(_FIRED, {"account": account_id, "since": now - longest})
+        rows = _FIRED.rows(connection, {"account": account_id, "since": now - longest})
         fired = {f"{policy}/{rule}": at for policy, rule, at in rows}
-    pending = connection.execute(_PENDING, {"account": account_id}).first()
+    pending = _PENDING.first(connection, {"account": account_id})
     return _History(fired, None if pending is None else (str(pending[0]), int(pending[1])))
 
 
@@ -487,10 +494,10 @@ def _decide_one(
     cycle_id = "c_" + hashlib.sha256(key.encode()).hexdigest()[:16]
     the_id = decision_id(cycle_id, account_id)
     if not dry_run:
-        seen = connection.execute(_LOGGED, {"id": the_id}).scalar_one_or_none()
+        seen = _LOGGED.scalar(connection, {"id": the_id})
         if seen is not None:
             return _Decided(_logged(connection, the_id, dry_run))
-    stored = connection.execute(_STATE, {"account": account_id}).first()
+    stored = _STATE.first(connection, {"account": account_id})
     if stored is None:
         raise NotFoundError(
             f"no published state for account {account_id!r}; batch steps publish it "

@@ -59,7 +59,7 @@ def serve(
         err.print(f"tenure serving {opened.root} on {where}", highlight=False)
         options: dict[str, Any] = {"log_level": "warning", "access_log": False}
         if workers == 1:
-            app = create_app(opened, loader=False if no_loader else None)
+            app = create_app(opened, loader=False if no_loader else None, server_process=True)
             uvicorn.run(app, host=bind_host, port=bind_port, **options)
             return
         serve_workers(

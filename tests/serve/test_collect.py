@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import gzip
 
 import httpx
@@ -9,11 +10,12 @@ import orjson
 import pytest
 from sqlalchemy import func, select
 
-from tenure.api import load_once
+from tenure.api import create_app, load_once
 from tenure.govern.keys import Role
 from tenure.project import Project
 from tenure.store import list_quarantined
 from tenure.store._tables import inbox
+from tests.serve._live import running
 
 
 def _track(i: int, **extra: object) -> dict[str, object]:
@@ -137,3 +139,19 @@ def test_the_loader_moves_the_inbox_to_the_lake_and_quarantines_what_fails(
     again = http.post("/v1/batch", json={"batch": [_track(1)]}, auth=auth)
     assert again.json()["duplicates"] == 1
     assert load_once(api_project) == 0
+
+
+def test_a_server_process_freezes_its_start_up_objects_and_a_test_app_does_not(
+    api_project: Project,
+) -> None:
+    """``tenure serve`` keeps start-up's objects out of full garbage collections."""
+    gc.unfreeze()
+    try:
+        with running(create_app(api_project, loader=False)) as url:
+            assert httpx.get(f"{url}/healthz").status_code == 200
+            assert gc.get_freeze_count() == 0
+        with running(create_app(api_project, loader=False, server_process=True)) as url:
+            assert httpx.get(f"{url}/healthz").status_code == 200
+            assert gc.get_freeze_count() > 10_000  # the modules, the app and its schemas
+    finally:
+        gc.unfreeze()

@@ -45,7 +45,7 @@ def _worker(root: str, host: str, port: int, loader: bool | None) -> None:
     from tenure.project import Project
 
     sock = _listening(host, port)
-    app = create_app(Project(Path(root)), loader=loader)
+    app = create_app(Project(Path(root)), loader=loader, server_process=True)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
     server.run(sockets=[sock])
 

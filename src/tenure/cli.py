@@ -35,6 +35,7 @@ from tenure._cli_govern import apply_pending, erasures_app, report_lines
 from tenure._cli_measure import loop, report_app
 from tenure._cli_models import models_app
 from tenure._cli_serve import keys_app, serve
+from tenure._gc import use_throughput_thresholds
 from tenure.errors import TenureError
 
 __all__ = ["app", "main"]
@@ -605,4 +606,5 @@ def _print_delivery(delivery: Any) -> None:
 
 def main() -> None:
     """Entry point of the ``tenure`` console script."""
+    use_throughput_thresholds()
     app()

@@ -23,6 +23,7 @@ from fastapi import FastAPI
 
 from tenure import __version__
 from tenure._config_decide import parse_duration
+from tenure._gc import use_throughput_thresholds
 from tenure._tracing import configure_tracing, tracer
 from tenure.api._auth import KeyCache, RateLimiter, document_key_schemes
 from tenure.api._errors import JsonResponse, install_error_handlers
@@ -159,6 +160,7 @@ def create_app(
         )
         app.state.tenure = state
         if server_process:
+            use_throughput_thresholds()
             gc.collect()
             gc.freeze()
         task = asyncio.create_task(_loader(state)) if run_loader else None

@@ -31,6 +31,7 @@ import orjson
 from sqlalchemy import Connection, func, insert, select
 
 from tenure._config_decide import Channel, parse_duration
+from tenure._gc import fewer_collections
 from tenure._tracing import tracer
 from tenure.decide._engine import Decider, Decision, Prepare, RankKey, rank_key
 from tenure.decide._guardrails import Guardrails, Ledger, Verdict, decide_lock
@@ -354,6 +355,7 @@ def decide(
     cycle_id = "c_" + hashlib.sha256(f"{path}\x1f{at.isoformat()}".encode()).hexdigest()[:16]
     decider = Decider(policies, Guardrails(settings), preparer(project, templates))
     with (
+        fewer_collections(),
         tracer().start_as_current_span("decide.cycle") as span,
         project.store.connect() as connection,
     ):

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, func, select
 
 from tenure._config_decide import Channel, parse_duration
 from tenure._gc import fewer_collections
@@ -42,6 +42,7 @@ from tenure.decide._versions import ensure_version
 from tenure.errors import TemplateError
 from tenure.govern.consent import unsubscribe_token
 from tenure.govern.secrets import project_secret
+from tenure.store._bulk import insert_rows
 from tenure.store._tables import customer_state, decisions, outbox, review_queue
 
 if TYPE_CHECKING:
@@ -461,8 +462,7 @@ def _run(
             (outbox, outbox_rows),
             (review_queue, review_rows),
         ):
-            for start in range(0, len(rows), 2000):
-                connection.execute(insert(table), rows[start : start + 2000])
+            insert_rows(connection, table, rows)
     return CycleReport(
         cycle_id=cycle_id,
         at=at,

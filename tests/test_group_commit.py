@@ -78,24 +78,33 @@ def _submit_all(committer: GroupCommitter[int, int], items: list[int]) -> dict[i
     return answers
 
 
-def test_requests_waiting_meanwhile_share_one_transaction(engine: Engine) -> None:
+def _queued_behind_a_held_group(
+    engine: Engine, items: list[int]
+) -> tuple[_Recorder, dict[int, object]]:
+    """Request 1 alone, its transaction held open while *items* queue behind it."""
     commit = _Recorder(hold_first=True)
     committer = GroupCommitter(engine, commit, name="test-group")
+    answers: dict[int, object] = {}
     try:
         first = threading.Thread(target=committer.submit_sync, args=(1,))
         first.start()
         assert commit.started.wait(10)
-        # while the first transaction is open, five more arrive
-        waiting = threading.Thread(target=_submit_all, args=(committer, [2, 3, 4, 5, 6]))
+        waiting = threading.Thread(target=lambda: answers.update(_submit_all(committer, items)))
         waiting.start()
-        while committer._queue.qsize() < 5:  # all five queued behind the first
+        while committer._queue.qsize() < len(items):  # all queued behind the first
             threading.Event().wait(0.01)
         commit.release.set()
         first.join(10)
         waiting.join(10)
     finally:
         committer.close()
+    return commit, answers
+
+
+def test_requests_waiting_meanwhile_share_one_transaction(engine: Engine) -> None:
+    commit, answers = _queued_behind_a_held_group(engine, [2, 3, 4, 5, 6])
     assert commit.groups == [[1], [2, 3, 4, 5, 6]]
+    assert answers == {n: n * 10 for n in (2, 3, 4, 5, 6)}
     assert _stored(engine) == [1, 2, 3, 4, 5, 6]
 
 
@@ -112,24 +121,7 @@ def test_each_request_hears_its_own_result_or_its_own_error(engine: Engine) -> N
 
 
 def test_a_fault_rolls_the_group_back_and_fails_only_its_own_request(engine: Engine) -> None:
-    commit = _Recorder(hold_first=True)
-    committer = GroupCommitter(engine, commit, name="test-group")
-    try:
-        first = threading.Thread(target=committer.submit_sync, args=(1,))
-        first.start()
-        assert commit.started.wait(10)
-        answers: dict[int, object] = {}
-        waiting = threading.Thread(
-            target=lambda: answers.update(_submit_all(committer, [12, 13, 14]))
-        )
-        waiting.start()
-        while committer._queue.qsize() < 3:
-            threading.Event().wait(0.01)
-        commit.release.set()
-        first.join(10)
-        waiting.join(10)
-    finally:
-        committer.close()
+    commit, answers = _queued_behind_a_held_group(engine, [12, 13, 14])
     # the group of three failed together, then each went alone
     assert sorted(commit.groups[1]) == [12, 13, 14]
     assert sorted(len(g) for g in commit.groups[2:]) == [1, 1, 1]

@@ -147,14 +147,50 @@ def test_an_async_caller_is_answered_after_the_commit(engine: Engine) -> None:
     assert _stored(engine) == [7, 8]
 
 
-def test_after_sees_only_committed_groups(engine: Engine) -> None:
+def test_after_sees_each_settled_group_before_its_callers_hear(engine: Engine) -> None:
     seen: list[list[int | BaseException]] = []
     committer = GroupCommitter(engine, _Recorder(), name="test-group", after=seen.append)
     try:
         assert committer.submit_sync(5) == 50
+        assert seen == [[50]]  # already when the caller is answered
         with pytest.raises(RuntimeError):
             committer.submit_sync(13)
     finally:
         committer.close()
-    assert seen == [[50]]
+    assert seen[0] == [50]
+    assert [type(o) for o in seen[1]] == [RuntimeError]  # rolled back: an error, not a result
     assert _stored(engine) == [5]
+
+
+def test_a_failing_after_neither_undoes_nor_repeats_a_commit(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    commit = _Recorder()
+
+    def after(outcomes: Sequence[int | BaseException]) -> None:
+        raise RuntimeError("after broke")
+
+    committer = GroupCommitter(engine, commit, name="test-group", after=after)
+    try:
+        assert committer.submit_sync(5) == 50
+        assert committer.submit_sync(6) == 60  # the thread is still there
+    finally:
+        committer.close()
+    assert commit.groups == [[5], [6]]  # each committed once, never run again alone
+    assert _stored(engine) == [5, 6]
+    assert "after a group commit" in caplog.text
+
+
+def test_a_commit_function_that_answers_the_wrong_number_is_rolled_back(engine: Engine) -> None:
+    def short(connection: Connection, items: Sequence[int]) -> list[int | BaseException]:
+        for n in items:
+            connection.execute(insert(_rows), {"n": n})
+        return []
+
+    committer = GroupCommitter(engine, short, name="test-group")
+    try:
+        with pytest.raises(AssertionError, match="0 outcomes for 1 requests"):
+            committer.submit_sync(8)
+    finally:
+        committer.close()
+    assert _stored(engine) == []

@@ -1,8 +1,9 @@
 """Many rows into one table through the driver's own executemany.
 
 SQLAlchemy's executemany processes every row's parameters through its generic
-machinery; for the decision cycle's thousands of decision and outbox rows that
-was about a fifth of the cycle. :func:`insert_rows` compiles the INSERT once
+machinery, one row at a time; for the decision cycle's thousands of decision
+and outbox rows that cost about 5 % of the cycle (benchmarks.decide, 20,000
+customers: 2.39 s -> 2.28 s). :func:`insert_rows` compiles the INSERT once
 with the dialect, converts each value with its column type's own bind
 processor, and hands the driver plain tuples (or dicts, for named
 paramstyles). Columns with Python-side defaults are refused unless given,

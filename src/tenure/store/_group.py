@@ -7,7 +7,8 @@ queue: it takes whatever requests have arrived while the last transaction ran,
 hands them to one ``commit`` function inside one transaction under
 :func:`write_lock`, and answers each request only after that transaction is
 committed — so nothing is acknowledged before it is durable. *after* sees
-each committed group's outcomes, before any request hears its own.
+each group's outcomes once settled (results committed, or errors), before any
+request hears its own; an error in it is logged, and undoes nothing.
 
 ``commit`` returns one result per request; a request's own error (an
 expected :class:`~tenure.errors.TenureError`, raised before it wrote
@@ -19,6 +20,8 @@ group is committed alone, so one request's fault fails only that request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import queue
 import threading
 from collections.abc import Callable, Sequence
@@ -30,6 +33,8 @@ from sqlalchemy import Connection, Engine
 from tenure.store._locks import write_lock
 
 __all__ = ["GroupCommitter"]
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -108,8 +113,16 @@ class GroupCommitter(Generic[T, R]):
                     stop = True
                     break
                 group.append(request)
-            for request, outcome in zip(group, self._outcomes(group), strict=True):
-                request.done(outcome)
+            outcomes = self._outcomes(group)
+            if self._after is not None:
+                try:
+                    self._after(outcomes)
+                except Exception:  # committed all the same; the thread must go on
+                    log.exception("after a group commit")
+            for request, outcome in zip(group, outcomes, strict=True):
+                # RuntimeError: its event loop has closed, nobody waits any more
+                with contextlib.suppress(RuntimeError):
+                    request.done(outcome)
             if stop:
                 return
 
@@ -129,12 +142,11 @@ class GroupCommitter(Generic[T, R]):
         return outcomes
 
     def _transaction(self, items: list[T]) -> Sequence[R | BaseException]:
+        """One transaction for *items*; an error anywhere in it rolls it all back."""
         with write_lock(self._engine), self._engine.begin() as connection:
             outcomes = self._commit(connection, items)
-        if len(outcomes) != len(items):
-            raise AssertionError(f"{len(outcomes)} outcomes for {len(items)} requests")
-        if self._after is not None:
-            self._after(outcomes)
+            if len(outcomes) != len(items):
+                raise AssertionError(f"{len(outcomes)} outcomes for {len(items)} requests")
         return outcomes
 
 

@@ -5,8 +5,12 @@ The next-best action goes through the batch cycle's own :class:`Decider` and
 transaction that holds the decide lock — so an API answer and a batch cycle
 never both use the last send under a cap. What makes it fast enough to call
 per page view: the policy and template files are compiled once per app and
-compiled again only when a file changes (see :class:`ProjectFiles`), and only
-this account's state, sends, consent and cool-downs are read, by index.
+compiled again only when a file changes (see :class:`ProjectFiles`); only
+this account's state, sends, consent and cool-downs are read, by index, as
+prepared reads; the guardrails' counts only when some rule may act; logged
+decisions waiting at the same time share one transaction (group commit, one
+lock turn and one synchronous commit per group); and a dry run on SQLite is
+decided on the event loop, without a hand-over to a thread.
 """
 
 from __future__ import annotations

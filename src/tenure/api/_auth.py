@@ -29,6 +29,7 @@ from starlette.concurrency import run_in_threadpool
 
 from tenure.api._errors import ApiError
 from tenure.govern.keys import ApiKey, Role, Scope, authenticate, sees_pii, touch_key
+from tenure.store._locks import write_lock
 
 __all__ = ["KeyCache", "Principal", "RateLimiter", "require"]
 
@@ -102,7 +103,10 @@ class KeyCache:
             if last is not None and at - last < _TOUCH_EVERY:
                 return
             self._touched[key.id] = at
-        with state.project.store.begin() as connection:  # type: ignore[attr-defined]
+        store = state.project.store  # type: ignore[attr-defined]
+        # like every writer, it queues for SQLite's one writer rather than sleeping in
+        # the busy handler behind a group commit (tenure.store._locks)
+        with write_lock(store), store.begin() as connection:
             touch_key(connection, key.id, at)
 
     def forget(self, key_id: str) -> None:

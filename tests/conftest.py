@@ -14,11 +14,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from tenure.config import CONFIG_FILENAME, default_config_text
 from tenure.project import Project, init_project
+from tenure.store import create_store_engine
 
 # The CLI's Rich consoles read a terminal width from COLUMNS once, when created; pytest-xdist
 # workers start with COLUMNS=80 set, which would fix every table at 80 columns in them.
@@ -63,6 +64,14 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         with admin.begin() as connection:
             connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture
+def bare_store(store_url: str) -> Iterator[Engine]:
+    """An engine on an empty store, not migrated: for tests that make their own tables."""
+    engine = create_store_engine(store_url)
+    yield engine
+    engine.dispose()
 
 
 def make_project(root: Path, store: str, clock: Callable[[], dt.datetime] | None = None) -> Project:

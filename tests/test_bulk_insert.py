@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Column, Engine, Float, Integer, MetaData, String, Table, insert, select
 
-from tenure.store import create_store_engine
 from tenure.store._bulk import insert_rows
 from tenure.store._tables import UTCDateTime
 
@@ -37,11 +35,9 @@ T0 = dt.datetime(2024, 6, 1, 12, 0, tzinfo=dt.UTC)
 
 
 @pytest.fixture
-def engine(store_url: str) -> Iterator[Engine]:
-    engine = create_store_engine(store_url)
-    _metadata.create_all(engine)
-    yield engine
-    engine.dispose()
+def engine(bare_store: Engine) -> Engine:
+    _metadata.create_all(bare_store)
+    return bare_store
 
 
 def test_rows_read_back_as_sqlalchemys_own(engine: Engine) -> None:

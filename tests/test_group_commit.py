@@ -5,24 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import pytest
 from sqlalchemy import Column, Connection, Engine, Integer, MetaData, Table, insert, select
 
 from tenure.errors import NotFoundError, TenureError
-from tenure.store import create_store_engine
 from tenure.store._group import GroupCommitter
 
 _rows = Table("group_commit_rows", MetaData(), Column("n", Integer, primary_key=True))
 
 
 @pytest.fixture
-def engine(store_url: str) -> Iterator[Engine]:
-    engine = create_store_engine(store_url)
-    _rows.create(engine)
-    yield engine
-    engine.dispose()
+def engine(bare_store: Engine) -> Engine:
+    _rows.create(bare_store)
+    return bare_store
 
 
 def _stored(engine: Engine) -> list[int]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import (
@@ -40,10 +39,9 @@ T0 = dt.datetime(2024, 6, 1, 12, 0, tzinfo=dt.UTC)
 
 
 @pytest.fixture
-def engine(store_url: str) -> Iterator[Engine]:
-    engine = create_store_engine(store_url)
-    _sends.create(engine)
-    with engine.begin() as connection:
+def engine(bare_store: Engine) -> Engine:
+    _sends.create(bare_store)
+    with bare_store.begin() as connection:
         connection.execute(
             insert(_sends),
             [
@@ -52,8 +50,7 @@ def engine(store_url: str) -> Iterator[Engine]:
                 for n in range(12)
             ],
         )  # fmt: skip
-    yield engine
-    engine.dispose()
+    return bare_store
 
 
 _STATEMENTS = {

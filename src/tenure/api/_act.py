@@ -29,12 +29,10 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import (
     BindParameter,
-    ColumnElement,
     Connection,
     bindparam,
     func,
     insert,
-    literal_column,
     select,
 )
 from starlette.responses import Response
@@ -67,7 +65,7 @@ from tenure.govern.keys import Scope
 from tenure.govern.pii import Pseudonymizer
 from tenure.project import Project
 from tenure.store._group import GroupCommitter
-from tenure.store._reads import PreparedRead
+from tenure.store._reads import PreparedRead, one_of
 from tenure.store._tables import (
     consent,
     customer_state,
@@ -88,13 +86,6 @@ _ACCOUNT = Path(min_length=1, max_length=64, pattern=PLAIN, description="The acc
 # tenure.store._reads): SQLAlchemy's per-execution work was a large share of this
 # route's time. Nothing is expanded at execution: fixed status lists are written into
 # the SQL, and consent has one statement per number of identifiers.
-def _one_of(column: ColumnElement[str], values: Sequence[str]) -> ColumnElement[bool]:
-    """``column IN (…)`` over our own constant *values*, inlined in the statement."""
-    if not all(v.replace("_", "").isalnum() for v in values):  # never anything to quote
-        raise ValueError(f"not a plain status list: {values!r}")
-    return column.in_([literal_column(f"'{v}'") for v in values])
-
-
 _LATEST_VERSION = (
     select(policy_versions.c.version, policy_versions.c.content_hash)
     .where(
@@ -112,7 +103,7 @@ _SENDS = PreparedRead(
     select(outbox.c.channel, outbox.c.created_at).where(
         (outbox.c.account_id == bindparam("account"))
         & (outbox.c.created_at > bindparam("since"))
-        & _one_of(outbox.c.status, COUNTED_STATUSES)
+        & one_of(outbox.c.status, COUNTED_STATUSES)
     )
 )
 
@@ -135,7 +126,7 @@ def _consent_of(identifiers: int) -> PreparedRead:
 
 
 _SPENDING = select(func.coalesce(func.sum(outbox.c.cost), 0.0)).where(
-    (outbox.c.created_at > bindparam("since")) & _one_of(outbox.c.status, COUNTED_STATUSES)
+    (outbox.c.created_at > bindparam("since")) & one_of(outbox.c.status, COUNTED_STATUSES)
 )
 _SPENT = PreparedRead(_SPENDING)
 
@@ -149,7 +140,7 @@ _FIRED = PreparedRead(
     select(decisions.c.policy, decisions.c.rule_id, func.max(decisions.c.decided_at))
     .where(
         (decisions.c.account_id == bindparam("account"))
-        & _one_of(decisions.c.status, ACTED_STATUSES)
+        & one_of(decisions.c.status, ACTED_STATUSES)
         & (decisions.c.decided_at > bindparam("since"))
     )
     .group_by(decisions.c.policy, decisions.c.rule_id)

@@ -15,14 +15,14 @@ connection, so it sees that connection's transaction.
 from __future__ import annotations
 
 from collections import namedtuple
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Select
+from sqlalchemy import ColumnElement, Connection, Select, literal_column
 from sqlalchemy.engine import Dialect
 
-__all__ = ["PreparedRead"]
+__all__ = ["PreparedRead", "one_of"]
 
 _Processor = Callable[[Any], Any] | None
 
@@ -119,3 +119,14 @@ class PreparedRead:
         """The first column of the first row, or None."""
         row = self.first(connection, params)
         return None if row is None else row[0]
+
+
+def one_of(column: ColumnElement[str], values: Sequence[str]) -> ColumnElement[bool]:
+    """``column IN (…)`` over our own constant *values*, written into the statement.
+
+    A prepared read expands nothing at execution, so a fixed list of plain
+    words (statuses) is inlined; anything that would need quoting is refused.
+    """
+    if not all(v.replace("_", "").isalnum() for v in values):
+        raise ValueError(f"not a list of plain words: {values!r}")
+    return column.in_([literal_column(f"'{v}'") for v in values])
